@@ -1,0 +1,187 @@
+"""App factory: ``create_app(settings)`` with a lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from chatgate import __version__
+from chatgate.auth.router import router as auth_router
+from chatgate.auth.tokens import TokenCodec
+from chatgate.chat.generations import GenerationManager
+from chatgate.chat.router import router as chat_router
+from chatgate.conversations import service as conversations
+from chatgate.conversations.router import router as conversations_router
+from chatgate.db.session import make_engine, make_sessionmaker
+from chatgate.engines.client import EngineClient, Timeouts
+from chatgate.engines.health import discover_upstream_model
+from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry, normalise_base_url
+from chatgate.engines.router import router as models_router
+from chatgate.errors import install_error_handlers
+from chatgate.health.router import router as health_router
+from chatgate.keys.router import router as keys_router
+from chatgate.middleware import GatewayMiddleware
+from chatgate.openai_api.router import router as openai_router
+from chatgate.settings import DEFAULT_MODEL_ID, Settings
+from chatgate.state import AppState
+from chatgate.usage.service import UsageWriter
+from chatgate.users.router import router as users_router
+
+log = logging.getLogger("chatgate")
+
+SHUTDOWN_DRAIN_SECONDS = 20.0
+KNOWN_MODELS: dict[str, tuple[str, int]] = {
+    DEFAULT_MODEL_ID: ("SmolLM2 135M Instruct", 8192),
+}
+
+
+class StartupError(RuntimeError):
+    """The configuration is unsafe or incomplete; the message says how to fix it."""
+
+
+def load_secret(settings: Settings) -> Settings:
+    """Fill in the JWT secret persisted in the data dir, if none was configured."""
+    if settings.jwt_secret is None and settings.secret_file.is_file():
+        secret = settings.secret_file.read_text().strip()
+        return settings.model_copy(update={"jwt_secret": SecretStr(secret)})
+    return settings
+
+
+def check_startup_safety(settings: Settings) -> None:
+    problem = settings.secret_problem()
+    if problem and not settings.development_mode:
+        raise StartupError(
+            f"Refusing to start: {problem}. Set CHATGATE_JWT_SECRET to at least 32 random "
+            "bytes (e.g. `openssl rand -hex 32`) or run `chatgate serve`, which generates one."
+        )
+    if settings.development_mode and not settings.binds_loopback():
+        raise StartupError(
+            "Refusing to start: DEVELOPMENT_MODE (auth bypass) only works on a loopback bind, "
+            f"not on {settings.host!r}"
+        )
+
+
+def build_registry(settings: Settings) -> ModelRegistry:
+    registry = ModelRegistry(settings.default_model)
+    grouped: dict[str, list[Endpoint]] = {}
+    for name, url in settings.attached_engines():
+        parts = urlsplit(url)
+        endpoint = Endpoint(
+            name=f"{name}@{parts.netloc}", base_url=normalise_base_url(url), upstream_model=name
+        )
+        grouped.setdefault(name, []).append(endpoint)
+    for name, endpoints in grouped.items():
+        display, context = KNOWN_MODELS.get(name, (name, None))
+        registry.add(ModelEntry(id=name, name=display, endpoints=endpoints, context_length=context))
+    return registry
+
+
+async def _discover_upstream_models(engines: EngineClient, registry: ModelRegistry) -> None:
+    for endpoint in registry.endpoints():
+        upstream = await discover_upstream_model(engines, endpoint)
+        if upstream:
+            endpoint.upstream_model = upstream
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    db = make_engine(settings.resolved_database_url)
+    sessionmaker = make_sessionmaker(db)
+    async with sessionmaker() as session:
+        stale = await conversations.mark_stale_pending(session)
+    if stale:
+        log.warning("marked %d unfinished answers from a previous run as interrupted", stale)
+    engines = EngineClient(
+        Timeouts(
+            settings.engine_connect_timeout,
+            settings.engine_ttft_timeout,
+            settings.engine_idle_timeout,
+        ),
+        settings.engine_max_connections,
+    )
+    await engines.start()
+    registry: ModelRegistry = app.state.registry or build_registry(settings)
+    await _discover_upstream_models(engines, registry)
+    usage = UsageWriter(sessionmaker)
+    usage.start()
+    generations = GenerationManager(
+        settings.generation_orphan_seconds, settings.generation_retain_seconds
+    )
+    generations.start_sweeper()
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    # Only development mode may run without a configured secret: tokens then die with it.
+    secret = (
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else secrets.token_hex(32)
+    )
+    app.state.chatgate = AppState(
+        settings=settings,
+        db=db,
+        sessionmaker=sessionmaker,
+        engines=engines,
+        registry=registry,
+        usage=usage,
+        generations=generations,
+        tokens=TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience),
+        redis=redis,
+    )
+    try:
+        yield
+    finally:
+        await generations.shutdown(SHUTDOWN_DRAIN_SECONDS)
+        await usage.close()
+        await engines.close()
+        if redis is not None:
+            await redis.aclose()
+        await db.dispose()
+
+
+def create_app(
+    settings: Settings | None = None, *, registry: ModelRegistry | None = None
+) -> FastAPI:
+    settings = load_secret(settings or Settings())
+    check_startup_safety(settings)
+    app = FastAPI(
+        title="chatgate",
+        version=__version__,
+        description="Self-hosted LLM chat service and OpenAI-compatible gateway",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    install_error_handlers(app)
+    for router in (
+        health_router,
+        auth_router,
+        users_router,
+        keys_router,
+        models_router,
+        conversations_router,
+        chat_router,
+        openai_router,
+    ):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Generation-ID"],
+        )
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-worker serving (settings from env)."""
+    return create_app(Settings())

@@ -1,0 +1,1 @@
+"""Authentication: passwords, JWT sessions, API keys, request identity."""

@@ -1,0 +1,20 @@
+"""Who is making a request: a user, through a login session or an API key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: int
+    username: str
+    role: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    api_key_id: int | None = None
+    session_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"

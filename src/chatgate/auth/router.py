@@ -1,0 +1,42 @@
+"""``/api/auth``: login, verify, refresh, logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from chatgate.auth import service
+from chatgate.auth.schemas import LoginRequest, RefreshRequest, TokenResponse, VerifyResponse
+from chatgate.deps import CurrentUser, DbDep, StateDep, bearer_token
+from chatgate.errors import APIError
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+@router.post("/login")
+async def login(body: LoginRequest, state: StateDep, db: DbDep) -> TokenResponse:
+    return await service.login(db, state.tokens, state.settings, body.username, body.password)
+
+
+@router.post("/refresh")
+async def refresh(body: RefreshRequest, state: StateDep, db: DbDep) -> TokenResponse:
+    return await service.refresh(db, state.tokens, state.settings, body.refresh_token)
+
+
+@router.get("/verify")
+async def verify(request: Request, identity: CurrentUser, state: StateDep) -> VerifyResponse:
+    token = bearer_token(request)
+    claims = state.tokens.decode(token, "access") if token else None
+    exp = int(claims.expires_at.timestamp()) if claims else None
+    return VerifyResponse(
+        username=identity.username, role=identity.role, exp=exp, user_id=identity.user_id
+    )
+
+
+@router.post("/logout", status_code=204)
+async def logout(identity: CurrentUser, db: DbDep) -> Response:
+    if identity.session_id is None:
+        raise APIError(
+            400, "Only login sessions can log out; revoke API keys instead", "no_session"
+        )
+    await service.logout(db, identity.session_id)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Web chat: ``POST /api/chat`` generations streamed as SSE, resumable and stoppable."""

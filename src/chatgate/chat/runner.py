@@ -1,0 +1,189 @@
+"""Runs one web-chat generation: engine stream → numbered SSE events → one final save.
+
+The usage row and the assistant message are committed before the closing
+``usage``/``done`` events are published, so a client that saw ``done`` can rely
+on both being stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+
+from chatgate.chat import titles
+from chatgate.chat.service import ChatJob
+from chatgate.db.models import Conversation, Message, utcnow
+from chatgate.engines.client import EngineError, parse_data_line
+from chatgate.engines.registry import Endpoint
+from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
+from chatgate.errors import error_body
+from chatgate.state import AppState
+from chatgate.usage.service import UsageRecord
+
+log = logging.getLogger("chatgate.chat")
+
+
+@dataclass
+class Outcome:
+    status: str = "complete"  # complete | interrupted | error
+    error_code: str | None = None
+    error_message: str | None = None
+    status_code: int = 200
+
+
+async def run(state: AppState, job: ChatJob) -> None:
+    stats = StreamStats()
+    endpoint: Endpoint | None = None
+    try:
+        endpoint = state.registry.pick(job.model)
+        outcome = await _relay(state, job, endpoint, stats)
+    except asyncio.CancelledError:
+        outcome = Outcome("interrupted", "stopped", "The answer was stopped", 499)
+    except EngineError as exc:
+        log.warning("generation %s failed: %s", job.generation.id, exc.message)
+        outcome = Outcome("error", exc.code, exc.message, exc.status_code)
+    except Exception as exc:  # never leave a client without a terminal event
+        log.exception("generation %s crashed", job.generation.id)
+        outcome = Outcome("error", "internal_error", f"Internal error ({type(exc).__name__})", 500)
+    # Shielded: a second cancellation (shutdown) must not lose the final save.
+    await asyncio.shield(_finish(state, job, endpoint, stats, outcome))
+
+
+async def _relay(state: AppState, job: ChatJob, endpoint: Endpoint, stats: StreamStats) -> Outcome:
+    payload: dict[str, Any] = {
+        **job.params,
+        "model": endpoint.upstream_model,
+        "messages": job.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    endpoint.outstanding += 1
+    try:
+        response = await state.engines.open(endpoint, "/chat/completions", payload, job.request_id)
+        completed = False
+        try:
+            async for line in state.engines.lines(response):
+                chunk = parse_data_line(line)
+                if chunk is None:
+                    continue
+                stats.observe(chunk)
+                if chunk.get("choices"):
+                    chunk["model"] = job.model.id
+                    job.generation.publish(None, chunk)
+            completed = True
+        finally:
+            # An unfinished read closes the connection: the engine sees the abort.
+            if completed:
+                response.release()
+            else:
+                response.close()
+    finally:
+        endpoint.outstanding -= 1
+    if stats.finish_reason is None:
+        return Outcome(
+            "error", "engine_disconnected", "The engine ended the answer unexpectedly", 502
+        )
+    return Outcome()
+
+
+async def _finish(
+    state: AppState,
+    job: ChatJob,
+    endpoint: Endpoint | None,
+    stats: StreamStats,
+    outcome: Outcome,
+) -> None:
+    generation = job.generation
+    prompt_tokens = stats.input_tokens(estimate_prompt_tokens(job.messages))
+    completion_tokens = stats.output_tokens()
+    try:
+        await _save_message(state, job, stats, outcome, prompt_tokens, completion_tokens)
+        await state.usage.record(
+            _usage_row(job, endpoint, stats, outcome, prompt_tokens, completion_tokens)
+        )
+    except Exception:
+        log.exception("saving generation %s failed", generation.id)
+        outcome = Outcome("error", "storage_error", "The answer could not be saved", 503)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "ttft_ms": stats.ttft_ms,
+        "latency_ms": stats.latency_ms(),
+    }
+    generation.publish("usage", usage)
+    if outcome.status == "error":
+        body = error_body("engine_error", outcome.error_message or "", outcome.error_code or "")
+        generation.publish("error", body)
+    generation.publish(
+        "done",
+        {
+            "status": outcome.status,
+            "finish_reason": stats.finish_reason,
+            "message_id": job.assistant_message_id,
+            "conversation_id": job.conversation_id,
+        },
+    )
+    generation.finish()
+    if job.needs_title and outcome.status == "complete":
+        titles.schedule(state, job, stats.text)
+
+
+async def _save_message(
+    state: AppState,
+    job: ChatJob,
+    stats: StreamStats,
+    outcome: Outcome,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> None:
+    async with state.sessionmaker() as db:
+        await db.execute(
+            update(Message)
+            .where(Message.id == job.assistant_message_id)
+            .values(
+                content=stats.text,
+                status=outcome.status,
+                token_in=prompt_tokens,
+                token_out=completion_tokens,
+                finish_reason=stats.finish_reason,
+                error=outcome.error_message if outcome.status != "complete" else None,
+            )
+        )
+        await db.execute(
+            update(Conversation)
+            .where(Conversation.id == job.conversation_id)
+            .values(updated_at=utcnow())
+        )
+        await db.commit()
+
+
+def _usage_row(
+    job: ChatJob,
+    endpoint: Endpoint | None,
+    stats: StreamStats,
+    outcome: Outcome,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> UsageRecord:
+    status = {"complete": "ok"}.get(outcome.status, outcome.status)
+    return UsageRecord(
+        request_id=job.request_id,
+        route="chat",
+        status=status,
+        status_code=outcome.status_code,
+        user_id=job.identity.user_id,
+        api_key_id=job.identity.api_key_id,
+        model=job.model.id,
+        engine=endpoint.name if endpoint else None,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=stats.ttft_ms,
+        latency_ms=stats.latency_ms(),
+        finish_reason=stats.finish_reason,
+        error=outcome.error_message,
+    )

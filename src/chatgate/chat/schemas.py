@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+
+
+class SamplingParams(BaseModel):
+    """Sampling parameters a chat may set; anything else is not sent to the engine."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+
+
+class ChatRequest(SamplingParams):
+    conversation_id: str | None = Field(default=None, max_length=36)
+    message: str | None = Field(default=None, max_length=1_000_000)
+    messages: list[ChatMessageIn] | None = None
+    model: str | None = Field(default=None, max_length=128)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ChatRequest:
+        if (self.message is None) == (self.messages is None):
+            raise ValueError("send exactly one of 'message' or 'messages'")
+        if self.message is not None and not self.message.strip():
+            raise ValueError("'message' must not be empty")
+        if self.messages is not None and (not self.messages or self.messages[-1].role != "user"):
+            raise ValueError("'messages' must end with a user message")
+        return self
+
+
+class StopResponse(BaseModel):
+    generation_id: str
+    stopped: bool

@@ -1,0 +1,187 @@
+"""Preparing a web-chat turn: conversation, context, caps, and the rows written up front.
+
+The user message and a ``pending`` assistant row are committed before the engine
+is called; the runner fills in the assistant row once, at the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatgate.auth.identity import Identity
+from chatgate.chat.generations import Generation
+from chatgate.chat.schemas import ChatRequest, SamplingParams
+from chatgate.conversations import service as conversations
+from chatgate.db.models import Conversation, Message, utcnow
+from chatgate.engines.registry import ModelEntry
+from chatgate.errors import APIError
+from chatgate.settings import Settings
+from chatgate.state import AppState
+
+TITLE_FALLBACK_CHARS = 60
+USER_DEFAULT_PARAMS = ("temperature", "top_p", "max_tokens")
+
+
+@dataclass
+class ChatJob:
+    generation: Generation
+    request_id: str
+    identity: Identity
+    model: ModelEntry
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    conversation_id: str
+    assistant_message_id: int
+    needs_title: bool = False
+    events: dict[str, Any] = field(default_factory=dict)
+
+
+def sampling_params(
+    body: SamplingParams, model: ModelEntry, user_settings: dict[str, Any], settings: Settings
+) -> dict[str, Any]:
+    """Model defaults, then the user's defaults, then the request; max_tokens capped."""
+    params: dict[str, Any] = dict(model.default_params)
+    params.update({k: user_settings[k] for k in USER_DEFAULT_PARAMS if user_settings.get(k)})
+    params.update(body.model_dump(exclude_none=True, include=set(SamplingParams.model_fields)))
+    max_tokens = params.get("max_tokens")
+    if max_tokens is not None and max_tokens > settings.max_tokens_cap:
+        raise APIError(
+            400,
+            f"max_tokens may be at most {settings.max_tokens_cap}",
+            "max_tokens_too_large",
+            param="max_tokens",
+        )
+    return params
+
+
+def check_prompt_caps(messages: list[dict[str, Any]], settings: Settings) -> None:
+    if len(messages) > settings.max_messages:
+        raise APIError(
+            400,
+            f"At most {settings.max_messages} messages are allowed",
+            "too_many_messages",
+            param="messages",
+        )
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    if chars > settings.max_prompt_chars:
+        raise APIError(
+            400,
+            f"The prompt is {chars} characters; at most {settings.max_prompt_chars} are allowed",
+            "prompt_too_long",
+            param="messages",
+        )
+
+
+def _history(messages: list[Message]) -> list[dict[str, Any]]:
+    # Partial (interrupted) answers stay in the context: the user saw them.
+    return [
+        {"role": m.role, "content": m.content}
+        for m in messages
+        if m.role in ("user", "assistant") and m.status != "pending" and m.content
+    ]
+
+
+async def _conversation(
+    db: AsyncSession, state: AppState, identity: Identity, body: ChatRequest
+) -> tuple[Conversation, bool]:
+    if body.conversation_id is None:
+        conversation = await conversations.create(
+            db, identity.user_id, system_prompt=body.system_prompt
+        )
+        return conversation, True
+    conversation = await conversations.get_owned(db, identity.user_id, body.conversation_id)
+    if state.generations.running_in(conversation.id) is not None:
+        raise APIError(
+            409,
+            "An answer is still being generated in this conversation; stop it or wait",
+            "generation_running",
+        )
+    if body.system_prompt is not None:
+        conversation.system_prompt = body.system_prompt or None
+    return conversation, False
+
+
+def _turn_messages(
+    body: ChatRequest, prior: list[Message], is_new: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """(context sent to the engine, messages to store, system prompt from the body)."""
+    if body.message is not None:
+        new = {"role": "user", "content": body.message}
+        return [*_history(prior), new], [new], None
+    assert body.messages is not None
+    given = [m.model_dump() for m in body.messages]
+    system = next((m["content"] for m in given if m["role"] == "system"), None)
+    context = [m for m in given if m["role"] != "system"]
+    return context, (context if is_new else context[-1:]), system
+
+
+async def prepare(
+    state: AppState, identity: Identity, body: ChatRequest, request_id: str
+) -> ChatJob:
+    settings = state.settings
+    async with state.sessionmaker() as db:
+        conversation, is_new = await _conversation(db, state, identity, body)
+        model = state.registry.resolve(
+            body.model or conversation.model or identity.settings.get("default_model")
+        )
+        params = sampling_params(body, model, identity.settings, settings)
+        prior = [] if is_new else await conversations.messages_of(db, conversation.id)
+        context, to_store, body_system = _turn_messages(body, prior, is_new)
+        system = body_system or conversation.system_prompt or identity.settings.get("system_prompt")
+        if body_system and is_new:
+            conversation.system_prompt = body_system
+        engine_messages = ([{"role": "system", "content": system}] if system else []) + context
+        check_prompt_caps(engine_messages, settings)
+
+        parent = prior[-1].id if prior else None
+        for item in to_store:
+            row = Message(conversation_id=conversation.id, parent_id=parent, **item)
+            db.add(row)
+            await db.flush()
+            parent = row.id
+        assistant = Message(
+            conversation_id=conversation.id,
+            parent_id=parent,
+            role="assistant",
+            content="",
+            status="pending",
+            model=model.id,
+        )
+        db.add(assistant)
+        if is_new:
+            conversation.title = _fallback_title(str(to_store[-1]["content"]))
+        conversation.model = model.id
+        conversation.updated_at = utcnow()
+        await db.flush()
+        ids = {
+            "conversation_id": conversation.id,
+            "user_message_id": parent,
+            "assistant_message_id": assistant.id,
+            "title": conversation.title,
+        }
+        await db.commit()
+
+    generation = Generation(uuid.uuid4().hex, identity.user_id, conversation.id)
+    return ChatJob(
+        generation=generation,
+        request_id=request_id,
+        identity=identity,
+        model=model,
+        messages=engine_messages,
+        params=params,
+        conversation_id=conversation.id,
+        assistant_message_id=assistant.id,
+        needs_title=is_new and settings.auto_title,
+        events={**ids, "generation_id": generation.id, "model": model.id},
+    )
+
+
+def _fallback_title(text: str) -> str:
+    line = " ".join(text.split())
+    if len(line) <= TITLE_FALLBACK_CHARS:
+        return line or "New chat"
+    return line[: TITLE_FALLBACK_CHARS - 1].rstrip() + "…"

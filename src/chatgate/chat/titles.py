@@ -1,0 +1,74 @@
+"""Auto-title a new conversation from its first exchange (a short, async engine call)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+
+from chatgate.db.models import Conversation
+from chatgate.engines.client import EngineError
+
+if TYPE_CHECKING:
+    from chatgate.chat.service import ChatJob
+    from chatgate.state import AppState
+
+log = logging.getLogger("chatgate.chat")
+
+MAX_TITLE_CHARS = 60
+_PROMPT = (
+    "Write a short title (at most six words) for a conversation that starts with the "
+    "message below. Answer with the title only, no quotes.\n\nMessage: {message}"
+)
+# Tasks are referenced until done so they are not garbage-collected mid-flight.
+_pending: set[asyncio.Task[None]] = set()
+
+
+def clean_title(raw: str) -> str | None:
+    line = next((part.strip() for part in raw.splitlines() if part.strip()), "")
+    line = re.sub(r"^(title\s*:\s*)", "", line, flags=re.IGNORECASE)
+    line = line.strip(" \"'`*#.")
+    if not line:
+        return None
+    return line if len(line) <= MAX_TITLE_CHARS else line[: MAX_TITLE_CHARS - 1].rstrip() + "…"
+
+
+def schedule(state: AppState, job: ChatJob, _answer: str) -> None:
+    first_user = next((m["content"] for m in job.messages if m["role"] == "user"), "")
+    task = asyncio.create_task(_title(state, job, str(first_user)[:2000]))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def _title(state: AppState, job: ChatJob, message: str) -> None:
+    endpoint = state.registry.pick(job.model)
+    payload = {
+        "model": endpoint.upstream_model,
+        "messages": [{"role": "user", "content": _PROMPT.format(message=message)}],
+        "max_tokens": 16,
+        "temperature": 0.2,
+        "stream": False,
+    }
+    try:
+        response = await state.engines.open(
+            endpoint, "/chat/completions", payload, job.request_id + "-title"
+        )
+        data = await state.engines.read_json(response)
+        title = clean_title(str(data["choices"][0]["message"]["content"] or ""))
+    except (EngineError, KeyError, IndexError, TypeError) as exc:
+        log.info("auto-title for %s skipped: %s", job.conversation_id, exc)
+        return
+    if title is None:
+        return
+    async with state.sessionmaker() as db:
+        await db.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == job.conversation_id, Conversation.title == job.events["title"]
+            )
+            .values(title=title)
+        )
+        await db.commit()

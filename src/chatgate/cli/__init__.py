@@ -1,0 +1,1 @@
+"""The ``chatgate`` command line."""

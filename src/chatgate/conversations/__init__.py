@@ -1,0 +1,1 @@
+"""Conversations and their messages: list, search, rename, delete, export/import."""

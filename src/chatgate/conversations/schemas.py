@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    parent_id: int | None
+    role: str
+    content: str
+    status: str
+    token_in: int | None
+    token_out: int | None
+    model: str | None
+    finish_reason: str | None
+    error: str | None
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    model: str | None
+    system_prompt: str | None
+    archived: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[MessageOut]
+    active_generation_id: str | None = None
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class ConversationCreate(BaseModel):
+    title: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=128)
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+
+
+class ConversationUpdate(BaseModel):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(default=None, max_length=128)
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    archived: bool | None = None
+
+
+class ImportedMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+    model: str | None = None
+    status: Literal["complete", "interrupted", "error"] = "complete"
+
+
+class ConversationImport(BaseModel):
+    title: str = Field(default="Imported chat", max_length=200)
+    model: str | None = Field(default=None, max_length=128)
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    messages: list[ImportedMessage] = Field(max_length=10_000)

@@ -1,0 +1,190 @@
+"""Conversation storage. Every query is scoped to its owner (no IDOR: others get 404)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, text
+from sqlalchemy import update as sql_update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatgate.conversations.schemas import ConversationImport
+from chatgate.db.models import Conversation, Message, utcnow
+from chatgate.errors import APIError, not_found
+
+MAX_PAGE = 100
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+async def get_owned(db: AsyncSession, user_id: int, conversation_id: str) -> Conversation:
+    conversation = await db.scalar(
+        select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.user_id == user_id
+        )
+    )
+    if conversation is None:
+        raise not_found("Conversation")
+    return conversation
+
+
+async def create(
+    db: AsyncSession,
+    user_id: int,
+    *,
+    title: str | None = None,
+    model: str | None = None,
+    system_prompt: str | None = None,
+) -> Conversation:
+    conversation = Conversation(
+        user_id=user_id, title=title or "New chat", model=model, system_prompt=system_prompt
+    )
+    db.add(conversation)
+    await db.flush()
+    return conversation
+
+
+async def messages_of(db: AsyncSession, conversation_id: str) -> list[Message]:
+    query = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+    return list((await db.scalars(query)).all())
+
+
+def encode_cursor(conversation: Conversation) -> str:
+    raw = f"{conversation.updated_at.isoformat()}|{conversation.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        stamp, _, conv_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = datetime.fromisoformat(stamp)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise APIError(400, "Invalid cursor", "invalid_cursor", param="before") from exc
+    return when, conv_id
+
+
+async def list_page(
+    db: AsyncSession,
+    user_id: int,
+    *,
+    limit: int = 30,
+    before: str | None = None,
+    query: str | None = None,
+    archived: bool = False,
+) -> tuple[list[Conversation], str | None]:
+    """Most recently updated first; ``before`` is the cursor of the previous page."""
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt: Select[Conversation] = select(Conversation).where(
+        Conversation.user_id == user_id, Conversation.archived.is_(archived)
+    )
+    if before:
+        when, conv_id = decode_cursor(before)
+        stmt = stmt.where(
+            or_(
+                Conversation.updated_at < when,
+                and_(Conversation.updated_at == when, Conversation.id < conv_id),
+            )
+        )
+    if query and query.strip():
+        condition = search_condition(db.get_bind().dialect.name, query)
+        if condition is None:
+            return [], None
+        stmt = stmt.where(condition)
+    stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    rows = list((await db.scalars(stmt)).all())
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def search_terms(query: str) -> list[str]:
+    return _WORD.findall(query)[:16]
+
+
+def search_condition(dialect: str, query: str) -> ColumnElement[bool] | None:
+    """Titles or message text containing every word of ``query`` (as a prefix)."""
+    terms = search_terms(query)
+    if not terms:
+        return None
+    if dialect == "sqlite":
+        match = " AND ".join(f'"{term}"*' for term in terms)
+        in_title = text(
+            "conversations.rowid IN "
+            "(SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH :fts_q)"
+        ).bindparams(fts_q=match)
+        in_messages = exists().where(
+            Message.conversation_id == Conversation.id,
+            text(
+                "messages.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts_m)"
+            ).bindparams(fts_m=match),
+        )
+        return or_(in_title, in_messages)
+    tsquery = func.to_tsquery("simple", " & ".join(f"{term}:*" for term in terms))
+    title_match = func.to_tsvector("simple", Conversation.title).op("@@")(tsquery)
+    content_match = exists().where(
+        Message.conversation_id == Conversation.id,
+        func.to_tsvector("simple", Message.content).op("@@")(tsquery),
+    )
+    return or_(title_match, content_match)
+
+
+async def apply_changes(
+    db: AsyncSession, conversation: Conversation, changes: dict[str, Any]
+) -> None:
+    for field in ("title", "model", "system_prompt", "archived"):
+        if field in changes:
+            setattr(conversation, field, changes[field])
+    conversation.updated_at = utcnow()
+    await db.commit()
+
+
+async def remove(db: AsyncSession, conversation: Conversation) -> None:
+    await db.execute(delete(Message).where(Message.conversation_id == conversation.id))
+    await db.delete(conversation)
+    await db.commit()
+
+
+async def import_conversation(db: AsyncSession, user_id: int, data: ConversationImport) -> str:
+    conversation = await create(
+        db, user_id, title=data.title, model=data.model, system_prompt=data.system_prompt
+    )
+    parent: int | None = None
+    for item in data.messages:
+        message = Message(
+            conversation_id=conversation.id,
+            parent_id=parent,
+            role=item.role,
+            content=item.content,
+            status=item.status,
+            model=item.model,
+        )
+        db.add(message)
+        await db.flush()
+        parent = message.id
+    await db.commit()
+    return conversation.id
+
+
+async def mark_stale_pending(db: AsyncSession) -> int:
+    """Messages still 'pending' from a previous process can never finish: interrupted."""
+    result = await db.execute(
+        sql_update(Message)
+        .where(Message.status == "pending")
+        .values(status="interrupted", error="The server stopped during this answer")
+    )
+    await db.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def export_markdown(conversation: Conversation, messages: list[Message]) -> str:
+    lines = [f"# {conversation.title}", ""]
+    if conversation.system_prompt:
+        lines += ["> System: " + conversation.system_prompt.replace("\n", "\n> "), ""]
+    for message in messages:
+        who = {"user": "User", "assistant": "Assistant", "system": "System"}[message.role]
+        note = "" if message.status == "complete" else f" _({message.status})_"
+        lines += [f"**{who}**{note}:", "", message.content, ""]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines.append(f"_Exported from chatgate on {stamp}_")
+    return "\n".join(lines) + "\n"

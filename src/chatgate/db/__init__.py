@@ -1,0 +1,1 @@
+"""Database layer: models, async engine/session factory, migrations."""

@@ -1,0 +1,1 @@
+"""Engines: registry of models and endpoints, the shared client, supervision."""

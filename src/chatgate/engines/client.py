@@ -1,0 +1,174 @@
+"""The one shared HTTP client to engines (aiohttp: measured ~4x httpx for relaying streams).
+
+Timeouts are separate on purpose: connect, time to first token, and idle time
+between chunks; each failure becomes an ``EngineError`` with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from chatgate.engines.registry import Endpoint
+
+log = logging.getLogger("chatgate.engines")
+
+DONE_LINE = b"data: [DONE]"
+
+
+class EngineError(Exception):
+    """The engine failed; ``code`` is machine-readable, the message is for users."""
+
+    def __init__(self, message: str, code: str = "engine_error", status_code: int = 502) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    first_token: float
+    idle: float
+
+
+class EngineClient:
+    def __init__(self, timeouts: Timeouts, max_connections: int = 1000) -> None:
+        self.timeouts = timeouts
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("EngineClient.start() was not called")
+        return self._session
+
+    async def open(
+        self, endpoint: Endpoint, path: str, payload: dict[str, Any], request_id: str
+    ) -> aiohttp.ClientResponse:
+        """POST to the engine and return the response once its headers arrived (status 200)."""
+        url = endpoint.base_url + path
+        headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+        try:
+            async with asyncio.timeout(self.timeouts.first_token):
+                response = await self.session.post(url, data=orjson.dumps(payload), headers=headers)
+        except TimeoutError as exc:
+            raise EngineError(
+                f"The engine did not answer within {self.timeouts.first_token:g}s",
+                "engine_timeout",
+                504,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            log.warning("engine %s unreachable: %r", endpoint.name, exc)
+            raise EngineError(
+                f"The engine for this model is unreachable ({type(exc).__name__})",
+                "engine_unavailable",
+                503,
+            ) from exc
+        if response.status != 200:
+            await _raise_for_upstream_status(endpoint, response)
+        return response
+
+    async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """Non-empty SSE lines from a streaming response, with TTFT and idle timeouts."""
+        limit = self.timeouts.first_token
+        reader = response.content
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    line = await reader.readline()
+            except TimeoutError as exc:
+                raise EngineError(
+                    f"The engine sent nothing for {limit:g}s", "engine_timeout", 504
+                ) from exc
+            except aiohttp.ClientError as exc:
+                raise EngineError(
+                    f"The engine connection broke mid-stream ({type(exc).__name__})",
+                    "engine_disconnected",
+                ) from exc
+            if not line:
+                return
+            line = line.rstrip(b"\r\n")
+            if line:
+                limit = self.timeouts.idle
+                yield line
+
+    async def read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeouts.first_token):
+                body = await response.read()
+        except TimeoutError as exc:
+            raise EngineError("The engine did not finish in time", "engine_timeout", 504) from exc
+        except aiohttp.ClientError as exc:
+            raise EngineError(
+                f"The engine connection broke ({type(exc).__name__})", "engine_disconnected"
+            ) from exc
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise EngineError("The engine sent invalid JSON", "engine_bad_response") from exc
+        if not isinstance(data, dict):
+            raise EngineError("The engine sent an unexpected response", "engine_bad_response")
+        return data
+
+
+async def _raise_for_upstream_status(endpoint: Endpoint, response: aiohttp.ClientResponse) -> None:
+    try:
+        async with asyncio.timeout(5):
+            body = await response.read()
+    except (TimeoutError, aiohttp.ClientError):
+        body = b""
+    finally:
+        response.release()
+    message = _upstream_message(body) or f"HTTP {response.status}"
+    log.warning("engine %s answered %s: %s", endpoint.name, response.status, body[:500])
+    if 400 <= response.status < 500:
+        # The engine rejected the request itself (e.g. too long for its context): the
+        # client can fix it, so pass the engine's reason on with the same status.
+        raise EngineError(message, "engine_rejected", response.status)
+    raise EngineError(f"The engine failed: {message}", "engine_error", 502)
+
+
+def _upstream_message(body: bytes) -> str | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")[:300] or None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:1000]
+        if isinstance(data.get("detail"), str):
+            return str(data["detail"])[:1000]
+    return None
+
+
+def parse_data_line(line: bytes) -> dict[str, Any] | None:
+    """The JSON object of an SSE ``data:`` line; None for comments, [DONE] and junk."""
+    if not line.startswith(b"data:") or line == DONE_LINE:
+        return None
+    try:
+        value = orjson.loads(line[5:])
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

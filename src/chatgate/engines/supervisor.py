@@ -1,0 +1,517 @@
+"""Run one engine server process and keep it alive.
+
+The supervisor is thread-based on purpose: the CLI starts it before uvicorn,
+and uvicorn may run several worker processes, so it cannot live on an event
+loop. Other processes (the workers, ``chatgate status``) learn where the engine
+is and how it is doing from a small JSON state file that is rewritten
+atomically on every change.
+
+Every engine process is spawned by the monitor thread, which lives exactly as
+long as the engine may run: on Linux the child asks for SIGTERM when its
+spawning thread dies (``PR_SET_PDEATHSIG``), so the engine also dies when
+chatgate is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+log = logging.getLogger("chatgate.engines")
+
+EngineState = Literal["starting", "ready", "restarting", "failed", "stopped"]
+
+POLL_INTERVAL_S = 0.25
+PROBE_TIMEOUT_S = 1.0
+PROGRESS_EVERY_S = 5.0
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+LOG_TAIL_BYTES = 4096
+LOG_TAIL_LINES = 8
+MAX_ERROR_CHARS = 1200
+PR_SET_PDEATHSIG = 1
+_WAITING_STATES = frozenset({"starting", "restarting"})
+_STATUS_FIELDS = frozenset({"state", "pid", "restarts", "last_error", "started_at"})
+_VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class SupervisorStatus:
+    """A consistent snapshot of one supervised engine."""
+
+    name: str
+    state: str  # "starting" | "ready" | "restarting" | "failed" | "stopped"
+    pid: int | None
+    port: int
+    base_url: str  # "http://127.0.0.1:PORT/v1"
+    restarts: int
+    last_error: str | None
+    started_at: float | None
+
+
+def state_file_for(run_dir: Path, name: str) -> Path:
+    return run_dir / f"engine-{name}.json"
+
+
+def log_file_for(log_dir: Path, name: str) -> Path:
+    return log_dir / f"engine-{name}.log"
+
+
+def pick_free_port(host: str) -> int:
+    """A port the kernel reports free right now (bind to port 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now.
+
+    SO_REUSEADDR mirrors what uvicorn does, so TIME_WAIT leftovers of a killed
+    engine do not count as "in use" while a live listener does.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def read_log_tail(path: Path, max_lines: int = LOG_TAIL_LINES) -> str:
+    """The last non-empty lines of a log file ('' if it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            data = handle.read()
+    except OSError as exc:
+        log.warning("could not read engine log %s: %s", path, exc)
+        return ""
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return "\n".join(lines[-max_lines:])
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    """Readers see either the old or the new file, never a half-written one."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when its spawning thread dies.
+
+    libc and prctl are resolved here, in the parent, so the forked child only
+    makes the call and never loads anything while other threads may hold locks.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent_pid = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        if prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}")
+        # The parent may have died between fork() and prctl(); nothing would signal us then.
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Signal a whole process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class _Backoff:
+    """Delay before the next restart: doubles up to a maximum, resettable."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+@dataclass
+class _RunOutcome:
+    """How one engine process ended."""
+
+    error: str | None  # None when the supervisor was asked to stop
+    reached_ready: bool = False
+    ready_seconds: float = 0.0
+    fatal: bool = False  # retrying cannot help
+
+
+class EngineSupervisor:
+    """Runs one engine server process and restarts it when it dies.
+
+    ``command(port)`` returns the argv for the engine; it is called for every
+    (re)start with the same port, so the engine URL never changes. A supervisor
+    is started once and stopped once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Callable[[int], list[str]],
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        run_dir: Path | None = None,
+        log_dir: Path | None = None,
+        ready_path: str = "/v1/models",
+        ready_timeout: float = 600.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        env: dict[str, str] | None = None,
+        max_quick_failures: int = 10,
+        stable_after: float = 60.0,
+    ) -> None:
+        if not _VALID_NAME.match(name):
+            raise ValueError(f"engine name must match {_VALID_NAME.pattern}, got {name!r}")
+        self.name = name
+        self.host = host
+        self.port = port if port is not None else pick_free_port(host)
+        self._command = command
+        self._ready_url = f"http://{self._url_host}:{self.port}/{ready_path.lstrip('/')}"
+        self._ready_timeout = ready_timeout
+        self._backoff = _Backoff(backoff_initial, backoff_max)
+        self._extra_env = dict(env or {})
+        self._max_quick_failures = max_quick_failures
+        self._stable_after = stable_after
+        self.state_file = state_file_for(run_dir, name) if run_dir else None
+        self.log_file = log_file_for(log_dir, name) if log_dir else None
+        # The probe must reach the loopback engine directly, whatever *_proxy says.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        self._changed = threading.Condition(threading.Lock())
+        self._state: EngineState = "stopped"
+        self._pid: int | None = None
+        self._restarts = 0
+        self._last_error: str | None = None
+        self._started_at: float | None = None
+        self._stop_requested = threading.Event()
+        self._stop_timeout = 10.0
+        self._thread: threading.Thread | None = None
+
+    # ----- public API
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._url_host}:{self.port}/v1"
+
+    def start(self) -> None:
+        """Spawn the engine from a new monitor thread; returns at once."""
+        if self._thread is not None:
+            raise RuntimeError(f"engine supervisor {self.name!r} was already started")
+        for path in (self.state_file, self.log_file):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        # Daemon: if the CLI never calls stop(), exiting still ends the thread, and
+        # with it the engine (parent-death signal).
+        thread = threading.Thread(target=self._monitor, name=f"engine-{self.name}", daemon=True)
+        self._update(state="starting")
+        thread.start()
+        with self._changed:
+            self._thread = thread
+
+    def wait_ready(
+        self,
+        timeout: float,
+        progress: Callable[[str], None] | None = None,
+        *,
+        progress_every: float = PROGRESS_EVERY_S,
+    ) -> bool:
+        """Block until the engine answers; False on timeout or when it failed/stopped."""
+        started = time.monotonic()
+        deadline = started + timeout
+        next_progress = started + progress_every
+        while True:
+            now = time.monotonic()
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._state not in _WAITING_STATES,
+                    timeout=max(0.0, min(deadline, next_progress) - now),
+                )
+                if self._state not in _WAITING_STATES:
+                    return self._state == "ready"
+                message = self._progress_line(time.monotonic() - started)
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if progress is not None and now >= next_progress:
+                progress(message)  # outside the lock: the callback may do anything
+                next_progress = now + progress_every
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the engine's process group, SIGKILL after ``timeout``; idempotent."""
+        with self._changed:
+            thread = self._thread
+            if thread is None or self._stop_requested.is_set():
+                return
+            self._stop_timeout = timeout
+            self._stop_requested.set()
+            self._changed.notify_all()
+        thread.join(timeout + 5.0)
+        if thread.is_alive():
+            log.error("engine %s: monitor thread did not finish after stop()", self.name)
+        self._update(state="stopped", pid=None)
+        log.info("engine %s stopped", self.name)
+
+    def status(self) -> SupervisorStatus:
+        with self._changed:
+            return SupervisorStatus(
+                name=self.name,
+                state=self._state,
+                pid=self._pid,
+                port=self.port,
+                base_url=self.base_url,
+                restarts=self._restarts,
+                last_error=self._last_error,
+                started_at=self._started_at,
+            )
+
+    # ----- state
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def _progress_line(self, elapsed: float) -> str:
+        line = f"waiting for engine {self.name} on {self.host}:{self.port} ({elapsed:.0f}s)…"
+        if self._state == "restarting" and self._last_error:
+            line += f" restarting after: {self._last_error.splitlines()[0]}"
+        return line
+
+    def _update(self, **changes: Any) -> None:
+        """Apply changes, persist them and wake waiters, all under the lock."""
+        unknown = changes.keys() - _STATUS_FIELDS
+        if unknown:
+            raise TypeError(f"unknown supervisor status fields: {sorted(unknown)}")
+        with self._changed:
+            if self._stop_requested.is_set() and changes.get("state") != "stopped":
+                # After stop() only stop() itself may touch the state, so it ends "stopped".
+                changes.pop("state", None)
+            for key, value in changes.items():
+                setattr(self, f"_{key}", value)
+            self._write_state_file()
+            self._changed.notify_all()
+
+    def _write_state_file(self) -> None:
+        if self.state_file is None:
+            return
+        payload = {
+            "name": self.name,
+            "pid": self._pid,
+            "port": self.port,
+            "base_url": self.base_url,
+            "state": self._state,
+            "restarts": self._restarts,
+            "last_error": self._last_error,
+            "updated_at": time.time(),
+            "started_at": self._started_at,
+            "log_file": str(self.log_file) if self.log_file else None,
+        }
+        try:
+            write_json_atomically(self.state_file, payload)
+        except OSError:
+            # The engine itself is fine; losing one status update must not stop supervision.
+            log.exception("engine %s: could not write state file %s", self.name, self.state_file)
+
+    # ----- monitor thread
+
+    def _monitor(self) -> None:
+        try:
+            self._supervise()
+        except Exception as exc:
+            log.exception("engine %s: supervisor crashed", self.name)
+            self._update(state="failed", pid=None, last_error=f"supervisor error: {exc!r}")
+
+    def _supervise(self) -> None:
+        quick_failures = 0
+        while not self._stop_requested.is_set():
+            outcome = self._run_once()
+            if outcome.error is None:
+                return
+            if outcome.fatal:
+                log.error("engine %s: %s", self.name, outcome.error)
+                self._update(state="failed", pid=None, last_error=outcome.error)
+                return
+            if outcome.reached_ready:
+                quick_failures = 0
+                if outcome.ready_seconds >= self._stable_after:
+                    self._backoff.reset()
+            else:
+                quick_failures += 1
+            if quick_failures >= self._max_quick_failures:
+                message = f"gave up after {quick_failures} failed starts; last: {outcome.error}"
+                log.error("engine %s: %s", self.name, message)
+                self._update(state="failed", pid=None, last_error=message)
+                return
+            delay = self._backoff.next_delay()
+            log.warning("engine %s: %s; restarting in %.1fs", self.name, outcome.error, delay)
+            self._update(state="restarting", pid=None, last_error=outcome.error)
+            if self._stop_requested.wait(delay):
+                return
+            self._update(restarts=self._restarts + 1)
+
+    def _run_once(self) -> _RunOutcome:
+        """Start one engine process and follow it until it ends or stop() is called."""
+        if not port_is_free(self.host, self.port):
+            return _RunOutcome(f"port {self.host}:{self.port} is already in use")
+        try:
+            process = self._spawn()
+        except (FileNotFoundError, PermissionError) as exc:
+            # A missing or non-executable program will not fix itself.
+            return _RunOutcome(f"could not start engine: {exc}", fatal=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return _RunOutcome(f"could not start engine: {exc}")
+        try:
+            return self._follow(process)
+        finally:
+            self._reap(process)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        argv = self._command(self.port)
+        log.info("engine %s: starting on port %d: %s", self.name, self.port, shlex.join(argv))
+        with self._open_log(argv) as output:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output if output is not None else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if output is not None else subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self._extra_env},
+                start_new_session=True,
+                preexec_fn=_parent_death_hook(),
+            )
+        self._update(pid=process.pid, started_at=time.time())
+        return process
+
+    @contextlib.contextmanager
+    def _open_log(self, argv: list[str]) -> Iterator[IO[bytes] | None]:
+        if self.log_file is None:
+            yield None
+            return
+        self._rotate_log()
+        with self.log_file.open("ab") as output:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            header = f"\n--- chatgate {stamp}: starting engine {self.name}: {shlex.join(argv)}\n"
+            output.write(header.encode())
+            output.flush()
+            yield output
+
+    def _rotate_log(self) -> None:
+        """Keep one previous log so a crash-looping engine cannot fill the disk."""
+        assert self.log_file is not None
+        try:
+            size = self.log_file.stat().st_size
+        except FileNotFoundError:
+            return
+        if size > LOG_ROTATE_BYTES:
+            os.replace(self.log_file, self.log_file.with_name(self.log_file.name + ".1"))
+
+    def _follow(self, process: subprocess.Popen[bytes]) -> _RunOutcome:
+        deadline = time.monotonic() + self._ready_timeout
+        ready_at: float | None = None
+        while True:
+            returncode = process.poll()
+            if self._stop_requested.is_set():
+                return _RunOutcome(error=None)
+            if returncode is not None:
+                ran = time.monotonic() - ready_at if ready_at is not None else 0.0
+                return _RunOutcome(self._exit_error(returncode), ready_at is not None, ran)
+            if ready_at is None:
+                if self._probe():
+                    ready_at = time.monotonic()
+                    log.info("engine %s ready at %s, pid %d", self.name, self.base_url, process.pid)
+                    self._update(state="ready")
+                elif time.monotonic() >= deadline:
+                    return _RunOutcome(f"not ready within {self._ready_timeout:g}s")
+            self._stop_requested.wait(POLL_INTERVAL_S)
+
+    def _probe(self) -> bool:
+        try:
+            with self._opener.open(self._ready_url, timeout=PROBE_TIMEOUT_S) as response:
+                return bool(response.status == 200)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return False
+        except (urllib.error.URLError, OSError):
+            # Not listening yet (or busy loading): that is what we are waiting for.
+            return False
+
+    def _exit_error(self, returncode: int) -> str:
+        error = describe_exit(returncode)
+        tail = read_log_tail(self.log_file) if self.log_file else ""
+        if not tail:
+            return error
+        head = f"{error}; last log lines:\n"
+        # Keep the end of the log: the final lines usually say why it died.
+        return head + tail[-(MAX_ERROR_CHARS - len(head)) :]
+
+    def _reap(self, process: subprocess.Popen[bytes]) -> None:
+        """End the engine's whole process group and collect the exit status."""
+        if process.poll() is None:
+            signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(self._stop_timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("engine %s ignored SIGTERM; sending SIGKILL", self.name)
+        # Also kills helpers the engine left behind, which could keep holding the port.
+        signal_group(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,0 +1,80 @@
+"""``/health`` (liveness, no auth) and ``/health/ready`` (database, Redis, engines)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from chatgate import __version__
+from chatgate.deps import StateDep
+from chatgate.engines.health import check_endpoint
+from chatgate.state import AppState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "healthy", "service": "chatgate", "version": __version__}
+
+
+async def _check_database(state: AppState) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(5):
+            async with state.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # reported in the probe's answer
+        return {"ok": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {
+        "ok": True,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "error": None,
+    }
+
+
+async def _check_redis(state: AppState) -> dict[str, Any]:
+    assert state.redis is not None
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(3):
+            await state.redis.ping()
+    except Exception as exc:  # reported in the probe's answer
+        return {"ok": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {
+        "ok": True,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "error": None,
+    }
+
+
+async def _check_engines(state: AppState) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for model in state.registry.models():
+        await asyncio.gather(*(check_endpoint(state.engines, ep) for ep in model.endpoints))
+        endpoints = [
+            {"name": ep.name, "url": ep.root_url, "healthy": ep.healthy, "error": ep.last_error}
+            for ep in model.endpoints
+        ]
+        result[model.id] = {"ok": any(ep.healthy for ep in model.endpoints), "endpoints": endpoints}
+    return result
+
+
+@router.get("/health/ready")
+async def ready(state: StateDep) -> JSONResponse:
+    checks: dict[str, Any] = {"database": await _check_database(state)}
+    if state.redis is not None:
+        checks["redis"] = await _check_redis(state)
+    checks["engines"] = await _check_engines(state)
+    ok = (
+        all(c["ok"] for name, c in checks.items() if name != "engines")
+        and bool(checks["engines"])
+        and all(c["ok"] for c in checks["engines"].values())
+    )
+    body = {"status": "ready" if ok else "not_ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ok else 503)

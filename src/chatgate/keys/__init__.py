@@ -1,0 +1,1 @@
+"""Named API keys per user, stored as hashes and shown once."""

@@ -1,0 +1,132 @@
+"""Pure ASGI middleware: request ids, security headers, body-size cap, access log.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed bodies pass through untouched and
+client disconnects reach the handler at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatgate.errors import error_body
+
+log = logging.getLogger("chatgate.access")
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or uuid.uuid4().hex)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class GatewayMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = {"code": 0}
+        extra_headers = _response_headers(scope["path"], request_id)
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _too_large(send, self.max_body_bytes, extra_headers)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = list(message.get("headers", [])) + extra_headers
+            await send(message)
+
+        try:
+            await self.app(scope, self._limited(receive), send_wrapper)
+        except BodyTooLarge:
+            await _too_large(send, self.max_body_bytes, extra_headers)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log.info(
+                "%s %s %s %.1fms rid=%s",
+                scope["method"],
+                scope["path"],
+                status["code"],
+                elapsed_ms,
+                request_id,
+            )
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        return wrapper
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _response_headers(path: str, request_id: str) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+    if not path.startswith(_DOCS_PATHS):
+        headers.append(API_CSP)
+    return headers
+
+
+async def _too_large(send: Send, limit: int, headers: list[tuple[bytes, bytes]]) -> None:
+    body = orjson.dumps(
+        error_body("invalid_request_error", f"Request body exceeds {limit} bytes", "body_too_large")
+    )
+    start: dict[str, Any] = {
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [(b"content-type", b"application/json"), *headers],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

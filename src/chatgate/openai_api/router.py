@@ -1,0 +1,82 @@
+"""``/v1``: chat completions, completions, models."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.responses import StreamingResponse
+
+from chatgate.deps import CurrentUser, StateDep
+from chatgate.engines.stream import StreamStats
+from chatgate.errors import APIError
+from chatgate.middleware import request_id_of
+from chatgate.openai_api import service
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def _handle(
+    route: str, body: Any, request: Request, identity: CurrentUser, state: StateDep
+) -> Response:
+    payload = service.validate_body(body, route, state)
+    call = service.plan(state, identity, request_id_of(request), route, payload)
+    if not payload.get("stream"):
+        data = await service.complete(call)
+        return Response(orjson.dumps(data), media_type="application/json")
+    stats = StreamStats()
+    upstream = await service.open_upstream(call, stats)
+    return StreamingResponse(
+        service.relay_stream(call, upstream, stats),
+        media_type="text/event-stream",
+        headers=_SSE_HEADERS,
+    )
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    request: Request,
+    identity: CurrentUser,
+    state: StateDep,
+    body: dict[str, Any] = Body(...),  # noqa: B008 - raw JSON: unknown params pass through
+) -> Response:
+    return await _handle("v1.chat", body, request, identity, state)
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    request: Request,
+    identity: CurrentUser,
+    state: StateDep,
+    body: dict[str, Any] = Body(...),  # noqa: B008
+) -> Response:
+    return await _handle("v1.completions", body, request, identity, state)
+
+
+@router.get("/models")
+async def list_models(_identity: CurrentUser, state: StateDep) -> dict[str, Any]:
+    created = int(time.time())
+    return {
+        "object": "list",
+        "data": [
+            {"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}
+            for m in state.registry.models()
+        ],
+    }
+
+
+@router.get("/models/{model_id}")
+async def get_model(model_id: str, _identity: CurrentUser, state: StateDep) -> dict[str, Any]:
+    entry = state.registry.resolve(model_id)
+    if entry.id != model_id and model_id not in entry.aliases:
+        raise APIError(404, f"The model '{model_id}' does not exist", "model_not_found")
+    return {
+        "id": entry.id,
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": entry.owned_by,
+    }

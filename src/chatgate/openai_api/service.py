@@ -1,0 +1,219 @@
+"""The OpenAI-compatible relay: validate, map the model, pass the rest through, account.
+
+Streams are relayed line by line as they arrive; a client that disconnects makes
+the handler close the engine connection at once, which aborts the generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from chatgate.auth.identity import Identity
+from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.registry import Endpoint, ModelEntry
+from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
+from chatgate.errors import APIError, error_body
+from chatgate.state import AppState
+from chatgate.usage.service import UsageRecord
+
+log = logging.getLogger("chatgate.v1")
+
+# Only the gateway decides where a request goes and how it is accounted.
+_GATEWAY_OWNED = ("model",)
+
+
+@dataclass
+class RelayCall:
+    state: AppState
+    identity: Identity
+    request_id: str
+    route: str  # "v1.chat" | "v1.completions"
+    path: str  # "/chat/completions" | "/completions"
+    model: ModelEntry
+    endpoint: Endpoint
+    payload: dict[str, Any]
+    client_wants_usage: bool
+    prompt_estimate: int
+
+
+def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object", "invalid_body")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise APIError(400, "'model' is required", "missing_model", param="model")
+    settings = state.settings
+    if route == "v1.chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise APIError(
+                400, "'messages' must be a non-empty list", "invalid_messages", param="messages"
+            )
+        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+            raise APIError(
+                400, "every message needs a 'role'", "invalid_messages", param="messages"
+            )
+        if len(messages) > settings.max_messages:
+            raise APIError(
+                400,
+                f"At most {settings.max_messages} messages are allowed",
+                "too_many_messages",
+                param="messages",
+            )
+    elif not isinstance(body.get("prompt"), str | list):
+        raise APIError(400, "'prompt' is required", "invalid_prompt", param="prompt")
+    if len(orjson.dumps(body.get("messages") or body.get("prompt"))) > settings.max_prompt_chars:
+        raise APIError(400, "The prompt is too long", "prompt_too_long")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise APIError(400, f"'{name}' must be a positive integer", "invalid_value", param=name)
+        if isinstance(value, int) and value > settings.max_tokens_cap:
+            raise APIError(
+                400,
+                f"'{name}' may be at most {settings.max_tokens_cap}",
+                "max_tokens_too_large",
+                param=name,
+            )
+    return body
+
+
+def plan(
+    state: AppState, identity: Identity, request_id: str, route: str, body: dict[str, Any]
+) -> RelayCall:
+    model = state.registry.resolve(body["model"])
+    endpoint = state.registry.pick(model)
+    payload = {k: v for k, v in body.items() if k not in _GATEWAY_OWNED}
+    payload["model"] = endpoint.upstream_model
+    options = payload.get("stream_options")
+    wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    if payload.get("stream"):
+        payload["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    prompt = body.get("messages") if route == "v1.chat" else [{"content": body.get("prompt")}]
+    return RelayCall(
+        state=state,
+        identity=identity,
+        request_id=request_id,
+        route=route,
+        path="/chat/completions" if route == "v1.chat" else "/completions",
+        model=model,
+        endpoint=endpoint,
+        payload=payload,
+        client_wants_usage=wants_usage,
+        prompt_estimate=estimate_prompt_tokens(prompt or []),
+    )
+
+
+def usage_row(
+    call: RelayCall, stats: StreamStats, status: str, code: int, error: str | None = None
+) -> UsageRecord:
+    return UsageRecord(
+        request_id=call.request_id,
+        route=call.route,
+        status=status,
+        status_code=code,
+        user_id=call.identity.user_id,
+        api_key_id=call.identity.api_key_id,
+        model=call.model.id,
+        engine=call.endpoint.name,
+        prompt_tokens=stats.input_tokens(call.prompt_estimate),
+        completion_tokens=stats.output_tokens(),
+        ttft_ms=stats.ttft_ms,
+        latency_ms=stats.latency_ms(),
+        finish_reason=stats.finish_reason,
+        error=error,
+    )
+
+
+async def open_upstream(call: RelayCall, stats: StreamStats) -> aiohttp.ClientResponse:
+    """Open the engine request; failures before any byte are accounted and re-raised."""
+    call.endpoint.outstanding += 1
+    try:
+        return await call.state.engines.open(
+            call.endpoint, call.path, call.payload, call.request_id
+        )
+    except EngineError as exc:
+        call.endpoint.outstanding -= 1
+        await call.state.usage.record(usage_row(call, stats, "error", exc.status_code, exc.message))
+        raise APIError(exc.status_code, exc.message, exc.code) from exc
+
+
+async def complete(call: RelayCall) -> dict[str, Any]:
+    stats = StreamStats()
+    response = await open_upstream(call, stats)
+    try:
+        data = await call.state.engines.read_json(response)
+    except EngineError as exc:
+        await call.state.usage.record(usage_row(call, stats, "error", exc.status_code, exc.message))
+        raise APIError(exc.status_code, exc.message, exc.code) from exc
+    finally:
+        response.release()
+        call.endpoint.outstanding -= 1
+    stats.observe({"usage": data.get("usage")})
+    choices = data.get("choices") or [{}]
+    stats.finish_reason = choices[0].get("finish_reason")
+    data["model"] = call.model.id
+    await call.state.usage.record(usage_row(call, stats, "ok", 200))
+    return data
+
+
+async def relay_stream(
+    call: RelayCall, response: aiohttp.ClientResponse, stats: StreamStats
+) -> AsyncIterator[bytes]:
+    """SSE bytes for the client; the usage row is committed before ``[DONE]``."""
+    status, code = "cancelled", 499
+    error: str | None = "client disconnected"
+    try:
+        async for line in call.state.engines.lines(response):
+            out = _translate(call, line, stats)
+            if out is not None:
+                yield out
+        status, code, error = "ok", 200, None
+        if stats.finish_reason is None:
+            status, code = "error", 502
+            error = "The engine ended the stream unexpectedly"
+            yield _error_event(error, "engine_disconnected")
+    except EngineError as exc:
+        status, code, error = "error", exc.status_code, exc.message
+        yield _error_event(exc.message, exc.code)
+    except Exception as exc:
+        status, code, error = "error", 500, f"internal error ({type(exc).__name__})"
+        raise
+    finally:
+        if status == "ok":
+            response.release()
+        else:
+            response.close()  # closing the connection aborts the engine's generation
+        call.endpoint.outstanding -= 1
+        if status == "cancelled" or code == 500:
+            # The client is gone (or the relay broke): nothing awaits the row, so queue it.
+            call.state.usage.record_nowait(usage_row(call, stats, status, code, error))
+    await call.state.usage.record(usage_row(call, stats, status, code, error))
+    yield DONE_LINE + b"\n\n"
+
+
+def _translate(call: RelayCall, line: bytes, stats: StreamStats) -> bytes | None:
+    if line == DONE_LINE:
+        return None  # sent by relay_stream once the usage row is committed
+    chunk = parse_data_line(line)
+    if chunk is None:
+        return line + b"\n\n" if line.startswith(b":") else None
+    stats.observe(chunk)
+    if not chunk.get("choices") and chunk.get("usage") and not call.client_wants_usage:
+        return None
+    if chunk.get("model") != call.model.id:
+        chunk["model"] = call.model.id
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+    return line + b"\n\n"
+
+
+def _error_event(message: str, code: str) -> bytes:
+    return b"data: " + orjson.dumps(error_body("engine_error", message, code)) + b"\n\n"

@@ -1,0 +1,166 @@
+"""One typed settings object for the whole gateway (env prefix ``CHATGATE_``).
+
+Reading settings has no side effects: nothing is created on disk here. The CLI
+(``chatgate serve``) prepares the data directory and the JWT secret before the
+app starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_ID = "smollm2-135m"
+MIN_SECRET_BYTES = 32
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "secret", "jwt-secret", "your-secret-key", "placeholder", "test"}
+)
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "chatgate"
+
+
+def parse_engine_spec(spec: str) -> tuple[str, str]:
+    """Parse ``NAME=URL`` (URL may carry ``#upstream-model``) into (name, url)."""
+    name, sep, url = spec.partition("=")
+    name, url = name.strip(), url.strip()
+    if not sep or not name or not url.startswith(("http://", "https://")):
+        raise ValueError(f"engine must look like NAME=http://host:port, got {spec!r}")
+    return name, url.rstrip("/")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHATGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- process / network
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    data_dir: Path = Field(default_factory=default_data_dir)
+    development_mode: bool = False
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "info"
+
+    # --- storage
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    # --- auth
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "chatgate"
+    jwt_audience: str = "chatgate"
+    access_token_minutes: int = 30
+    refresh_token_days: int = 7
+    admin_password: SecretStr | None = None
+
+    # --- engines
+    embedded_engine: bool = True
+    embedded_model_path: Path | None = None
+    embedded_threads: int = 2
+    embedded_ctx: int = 8192
+    engine_python: str | None = None
+    engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    default_model: str = DEFAULT_MODEL_ID
+    engine_connect_timeout: float = 5.0
+    engine_ttft_timeout: float = 120.0
+    engine_idle_timeout: float = 60.0
+    engine_max_connections: int = 1000
+
+    # --- request caps (checked before the engine is called)
+    max_body_bytes: int = 2_000_000
+    max_messages: int = 500
+    max_prompt_chars: int = 400_000
+    max_tokens_cap: int = 8192
+
+    # --- web chat generations
+    generation_orphan_seconds: float = 600.0
+    generation_retain_seconds: float = 120.0
+    auto_title: bool = True
+
+    @field_validator("cors_origins", "engines", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("engines")
+    @classmethod
+    def _check_engines(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_engine_spec(spec)
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'chatgate.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def secret_file(self) -> Path:
+        return self.data_dir / "jwt_secret"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def attached_engines(self) -> list[tuple[str, str]]:
+        return [parse_engine_spec(spec) for spec in self.engines]
+
+    def binds_loopback(self) -> bool:
+        host = self.host.strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    def secret_problem(self) -> str | None:
+        """Why the configured JWT secret is unsafe, or None when it is fine."""
+        if self.jwt_secret is None:
+            return "no JWT secret is configured"
+        raw = self.jwt_secret.get_secret_value()
+        if raw.strip().lower() in PLACEHOLDER_SECRETS:
+            return "the JWT secret is a well-known placeholder"
+        if len(raw.encode()) < MIN_SECRET_BYTES:
+            return f"the JWT secret is shorter than {MIN_SECRET_BYTES} bytes"
+        return None
+
+    def masked(self) -> dict[str, Any]:
+        """Effective configuration with secrets and credentials masked."""
+        data = self.model_dump(mode="json")
+        for key in ("jwt_secret", "admin_password"):
+            if data.get(key):
+                data[key] = "********"
+        data["database_url"] = mask_url(self.resolved_database_url)
+        if self.redis_url:
+            data["redis_url"] = mask_url(self.redis_url)
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a URL such as postgresql://user:pw@host/db."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}"

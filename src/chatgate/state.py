@@ -1,0 +1,28 @@
+"""Resources the lifespan owns, reachable from handlers through dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from chatgate.auth.tokens import TokenCodec
+from chatgate.chat.generations import GenerationManager
+from chatgate.engines.client import EngineClient
+from chatgate.engines.registry import ModelRegistry
+from chatgate.settings import Settings
+from chatgate.usage.service import UsageWriter
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    engines: EngineClient
+    registry: ModelRegistry
+    usage: UsageWriter
+    generations: GenerationManager
+    tokens: TokenCodec
+    redis: Redis | None = None

@@ -1,0 +1,1 @@
+"""Usage accounting: one row per chat or /v1 request, group-committed."""

@@ -1,0 +1,112 @@
+"""Group commit of usage rows.
+
+``record`` returns only after the row's transaction committed, so a response is
+never released before its usage row is durable; rows arriving together share one
+transaction. There is no drop-on-crash buffer: a row either committed before the
+final event was sent, or the request was still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chatgate.db.models import RequestLog
+
+log = logging.getLogger("chatgate.usage")
+
+MAX_BATCH = 500
+RETRY_DELAYS = (0.2, 1.0, 3.0)
+
+
+@dataclass
+class UsageRecord:
+    request_id: str
+    route: str
+    status: str  # ok | error | cancelled | interrupted | rejected
+    status_code: int
+    user_id: int | None = None
+    api_key_id: int | None = None
+    model: str | None = None
+    engine: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    latency_ms: float = 0.0
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+_Item = tuple[UsageRecord, asyncio.Future[None] | None]
+
+
+class UsageWriter:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def close(self) -> None:
+        """Flush everything queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    async def record(self, row: UsageRecord) -> None:
+        """Queue the row and wait until it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((row, future))
+        await future
+
+    def record_nowait(self, row: UsageRecord) -> None:
+        """Queue the row for the next commit (for paths that may not wait, e.g. cancelled)."""
+        self._queue.put_nowait((row, None))
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit([row for row, _ in batch])
+                error: BaseException | None = None
+            except Exception as exc:  # reported to every waiter and logged below
+                error = exc
+            for row, future in batch:
+                if error is not None:
+                    log.error("usage row lost after retries: %s", asdict(row))
+                if future is not None and not future.done():
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+                self._queue.task_done()
+
+    async def _commit(self, rows: list[UsageRecord]) -> None:
+        values = [asdict(row) for row in rows]
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                async with self._sessionmaker() as session:
+                    await session.execute(insert(RequestLog), values)
+                    await session.commit()
+                return
+            except Exception:
+                if delay is None:
+                    raise
+                log.warning(
+                    "usage commit failed (attempt %d), retrying", attempt + 1, exc_info=True
+                )
+                await asyncio.sleep(delay)

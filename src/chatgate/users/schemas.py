@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatgate.auth.passwords import MIN_PASSWORD_LENGTH
+
+Role = Literal["user", "admin"]
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+class UserSettings(BaseModel):
+    """Per-user defaults applied to new chats."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_model: str | None = Field(default=None, max_length=128)
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    language: str | None = Field(default=None, max_length=16)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    email: str | None
+    role: str
+    disabled: bool
+    settings: dict[str, Any]
+    created_at: datetime
+
+
+class UserCreate(BaseModel):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
+    email: str | None = Field(default=None, max_length=255)
+    role: Role = "user"
+
+
+class UserUpdate(BaseModel):
+    email: str | None = Field(default=None, max_length=255)
+    role: Role | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=1024)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
+
+
+class UserList(BaseModel):
+    users: list[UserOut]

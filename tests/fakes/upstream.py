@@ -1,0 +1,173 @@
+"""A fast, scriptable fake OpenAI-compatible engine for deterministic gateway tests.
+
+The last user message may carry directives that shape the answer, e.g.
+``[[chunks=50 delay=0.05]]``, ``[[crash_after=3]]``, ``[[first_token_delay=2]]``,
+``[[status=500]]``, ``[[no_usage]]``, ``[[no_finish]]``, ``[[echo]]``. Every request is recorded,
+and a stream the client abandons is recorded as an abort (with its time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+_DIRECTIVE = re.compile(r"\[\[([^\]]*)\]\]")
+DEFAULT_WORDS = ["Paris", " is", " the", " capital", " of", " France", "."]
+
+
+@dataclass
+class Recorded:
+    request_id: str | None
+    path: str
+    payload: dict[str, Any]
+    started: float
+    finished: float | None = None
+    aborted_at: float | None = None
+    chunks_sent: int = 0
+
+
+@dataclass
+class FakeUpstream:
+    model: str = "fake-model"
+    requests: list[Recorded] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the port chosen by the OS
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def by_request_id(self, request_id: str) -> Recorded:
+        return next(r for r in self.requests if r.request_id == request_id)
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        payload = await request.json()
+        record = Recorded(request.headers.get("X-Request-ID"), request.path, payload, time.time())
+        self.requests.append(record)
+        opts = directives(payload)
+        if "status" in opts:
+            status = int(opts["status"])
+            body = {"error": {"message": f"fake failure {status}", "type": "server_error"}}
+            return web.json_response(body, status=status)
+        await asyncio.sleep(float(opts.get("first_token_delay", 0)))
+        words = answer_words(payload, opts)
+        if not payload.get("stream"):
+            record.finished = time.time()
+            return web.json_response(completion(self.model, words, payload, opts))
+        return await self._stream(request, record, words, payload, opts)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        record: Recorded,
+        words: list[str],
+        payload: dict[str, Any],
+        opts: dict[str, str],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        delay = float(opts.get("delay", 0))
+        crash_after = int(opts["crash_after"]) if "crash_after" in opts else None
+        try:
+            for index, word in enumerate(words):
+                if crash_after is not None and index == crash_after:
+                    assert request.transport is not None
+                    request.transport.abort()  # the engine "dies" mid-stream
+                    return response
+                await response.write(sse(chunk(self.model, {"content": word})))
+                record.chunks_sent += 1
+                if delay:
+                    await asyncio.sleep(delay)
+            if "no_finish" not in opts:
+                await response.write(sse(chunk(self.model, {}, "stop")))
+            options = payload.get("stream_options") or {}
+            if options.get("include_usage") and "no_usage" not in opts:
+                usage = usage_of(payload, words)
+                await response.write(sse({**chunk(self.model, {}), "choices": [], "usage": usage}))
+            await response.write(b"data: [DONE]\n\n")
+            record.finished = time.time()
+        except (ConnectionResetError, asyncio.CancelledError):
+            record.aborted_at = time.time()
+            raise
+        return response
+
+
+def directives(payload: dict[str, Any]) -> dict[str, str]:
+    messages = payload.get("messages") or [{"content": payload.get("prompt", "")}]
+    text = str(messages[-1].get("content") or "")
+    found: dict[str, str] = {}
+    for group in _DIRECTIVE.findall(text):
+        for item in group.split():
+            key, _, value = item.partition("=")
+            found[key] = value or "1"
+    return found
+
+
+def answer_words(payload: dict[str, Any], opts: dict[str, str]) -> list[str]:
+    if "echo" in opts:
+        return [json.dumps(payload, sort_keys=True)]
+    count = int(opts.get("chunks", len(DEFAULT_WORDS)))
+    return [DEFAULT_WORDS[i % len(DEFAULT_WORDS)] if i < len(DEFAULT_WORDS) else f" w{i}"
+            for i in range(count)]
+
+
+def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def usage_of(payload: dict[str, Any], words: list[str]) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", "")).split()) for m in payload.get("messages", []))
+    return {"prompt_tokens": prompt, "completion_tokens": len(words),
+            "total_tokens": prompt + len(words)}
+
+
+def completion(
+    model: str, words: list[str], payload: dict[str, Any], opts: dict[str, str]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
+                     "finish_reason": "stop"}],
+    }
+    if "no_usage" not in opts:
+        body["usage"] = usage_of(payload, words)
+    return body
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
