@@ -98,7 +98,9 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await fake.stop()
 
 
-def gateway_settings(tmp: Path, database_url: str, upstream: FakeUpstream, **extra: Any) -> Settings:
+def gateway_settings(
+    tmp: Path, database_url: str, upstream: FakeUpstream, **extra: Any
+) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp,
         "database_url": database_url,

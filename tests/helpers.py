@@ -120,7 +120,11 @@ async def start_gateway(settings: Settings, upstream: FakeUpstream) -> AsyncIter
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

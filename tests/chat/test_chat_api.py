@@ -20,10 +20,13 @@ async def test_chat_streams_events_and_stores_both_messages(gateway: Gateway) ->
     ids = events[0].data
     assert events[-1].data["status"] == "complete"
     async with gateway.state.sessionmaker() as db:
-        rows = (await db.scalars(
-            select(Message).where(Message.conversation_id == ids["conversation_id"])
-            .order_by(Message.id)
-        )).all()
+        rows = (
+            await db.scalars(
+                select(Message)
+                .where(Message.conversation_id == ids["conversation_id"])
+                .order_by(Message.id)
+            )
+        ).all()
         usage = await db.scalar(select(RequestLog).where(RequestLog.user_id == account.user_id))
     assert [(m.role, m.status) for m in rows] == [("user", "complete"), ("assistant", "complete")]
     assert rows[1].content == "Paris is the capital of France."

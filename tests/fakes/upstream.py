@@ -64,7 +64,9 @@ class FakeUpstream:
         return next(r for r in self.requests if r.request_id == request_id)
 
     async def _models(self, _request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
@@ -112,7 +114,9 @@ class FakeUpstream:
                 await response.write(sse({**chunk(self.model, {}), "choices": [], "usage": usage}))
             await response.write(b"data: [DONE]\n\n")
             record.finished = time.time()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            record.aborted_at = time.time()  # the gateway closed the connection
+        except asyncio.CancelledError:
             record.aborted_at = time.time()
             raise
         return response
@@ -133,8 +137,10 @@ def answer_words(payload: dict[str, Any], opts: dict[str, str]) -> list[str]:
     if "echo" in opts:
         return [json.dumps(payload, sort_keys=True)]
     count = int(opts.get("chunks", len(DEFAULT_WORDS)))
-    return [DEFAULT_WORDS[i % len(DEFAULT_WORDS)] if i < len(DEFAULT_WORDS) else f" w{i}"
-            for i in range(count)]
+    return [
+        DEFAULT_WORDS[i % len(DEFAULT_WORDS)] if i < len(DEFAULT_WORDS) else f" w{i}"
+        for i in range(count)
+    ]
 
 
 def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -149,8 +155,11 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[
 
 def usage_of(payload: dict[str, Any], words: list[str]) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in payload.get("messages", []))
-    return {"prompt_tokens": prompt, "completion_tokens": len(words),
-            "total_tokens": prompt + len(words)}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": len(words),
+        "total_tokens": prompt + len(words),
+    }
 
 
 def completion(
@@ -161,8 +170,13 @@ def completion(
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
-                     "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(words)},
+                "finish_reason": "stop",
+            }
+        ],
     }
     if "no_usage" not in opts:
         body["usage"] = usage_of(payload, words)

@@ -1,7 +1,13 @@
-"""argon2id password hashing (argon2-cffi defaults follow RFC 9106 / OWASP)."""
+"""argon2id password hashing (argon2-cffi defaults follow RFC 9106 / OWASP).
+
+A hash or a verification takes a CPU-bound fraction of a second, so request
+handlers use the ``*_async`` variants, which run it in a worker thread (argon2
+releases the GIL) instead of stalling the event loop and every stream on it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from argon2 import PasswordHasher
@@ -23,6 +29,14 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def hash_password_async(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, password_hash, password)
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.auth import apikeys
 from chatgate.auth.identity import Identity
-from chatgate.auth.passwords import hash_password, needs_rehash, verify_password
+from chatgate.auth.passwords import hash_password_async, needs_rehash, verify_password_async
 from chatgate.auth.schemas import TokenResponse
 from chatgate.auth.tokens import TokenClaims, TokenCodec
 from chatgate.db.models import ApiKey, AuthSession, User
@@ -37,12 +37,13 @@ async def login(
     db: AsyncSession, codec: TokenCodec, settings: Settings, username: str, password: str
 ) -> TokenResponse:
     user = await db.scalar(select(User).where(User.username == username))
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    valid = await verify_password_async(user.password_hash if user else None, password)
+    if not valid or user is None:
         raise unauthorized("Incorrect username or password")
     if user.disabled:
         raise unauthorized("This account is disabled")
     if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        user.password_hash = await hash_password_async(password)
     lifetime = timedelta(days=settings.refresh_token_days)
     session = AuthSession(user_id=user.id, expires_at=datetime.now(UTC) + lifetime)
     db.add(session)

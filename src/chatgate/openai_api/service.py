@@ -7,6 +7,7 @@ the handler close the engine connection at once, which aborts the generation.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -196,7 +197,10 @@ async def relay_stream(
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
             call.state.usage.record_nowait(usage_row(call, stats, status, code, error))
-    await call.state.usage.record(usage_row(call, stats, status, code, error))
+    row = usage_row(call, stats, status, code, error)
+    await call.state.usage.record(row)
+    if call.client_wants_usage and stats.prompt_tokens is None and status == "ok":
+        yield _usage_event(call, row)  # the engine sent none (llama.cpp): the gateway's count
     yield DONE_LINE + b"\n\n"
 
 
@@ -213,6 +217,22 @@ def _translate(call: RelayCall, line: bytes, stats: StreamStats) -> bytes | None
         chunk["model"] = call.model.id
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
     return line + b"\n\n"
+
+
+def _usage_event(call: RelayCall, row: UsageRecord) -> bytes:
+    chunk = {
+        "id": f"chatcmpl-{call.request_id}",
+        "object": "chat.completion.chunk" if call.route == "v1.chat" else "text_completion",
+        "created": int(time.time()),
+        "model": call.model.id,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "total_tokens": row.prompt_tokens + row.completion_tokens,
+        },
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
 def _error_event(message: str, code: str) -> bytes:

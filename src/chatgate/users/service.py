@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatgate.auth.passwords import hash_password, verify_password
+from chatgate.auth.passwords import hash_password_async, verify_password_async
 from chatgate.db.models import AuthSession, User
 from chatgate.errors import APIError, not_found
 
@@ -20,7 +20,7 @@ async def create_user(
     user = User(
         username=username,
         email=email,
-        password_hash=hash_password(password),
+        password_hash=await hash_password_async(password),
         role=role,
         disabled=False,
         settings={},
@@ -60,13 +60,13 @@ async def count_users(db: AsyncSession) -> int:
 
 async def set_password(db: AsyncSession, user: User, password: str) -> None:
     """Change the password and end every login session of the user."""
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password_async(password)
     await _revoke_sessions(db, user.id)
     await db.commit()
 
 
 async def change_own_password(db: AsyncSession, user: User, current: str, new: str) -> None:
-    if not verify_password(user.password_hash, current):
+    if not await verify_password_async(user.password_hash, current):
         raise APIError(400, "The current password is not correct", "wrong_password")
     await set_password(db, user, new)
 
@@ -80,7 +80,7 @@ async def set_disabled(db: AsyncSession, user: User, disabled: bool) -> None:
 
 async def update_user(db: AsyncSession, user: User, changes: dict[str, Any]) -> User:
     if "password" in changes and changes["password"] is not None:
-        user.password_hash = hash_password(changes.pop("password"))
+        user.password_hash = await hash_password_async(changes.pop("password"))
         await _revoke_sessions(db, user.id)
     for field in ("email", "role", "disabled"):
         if field in changes and changes[field] is not None:
