@@ -58,16 +58,36 @@ class GatewayMiddleware:
             await _too_large(send, self.max_body_bytes, extra_headers)
             return
 
+        # The body cap may trip while the app reads (chunked uploads declare no length);
+        # the app's own answer to that (FastAPI: "error parsing the body") is replaced by 413.
+        too_large = {"tripped": False, "answered": False}
+
         async def send_wrapper(message: Message) -> None:
+            if too_large["tripped"]:
+                if not too_large["answered"] and message["type"] == "http.response.start":
+                    too_large["answered"] = True
+                    status["code"] = 413
+                    await _too_large(send, self.max_body_bytes, extra_headers)
+                return
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message["headers"] = list(message.get("headers", [])) + extra_headers
             await send(message)
 
         try:
-            await self.app(scope, self._limited(receive), send_wrapper)
+            await self.app(scope, self._limited(receive, too_large), send_wrapper)
         except BodyTooLarge:
-            await _too_large(send, self.max_body_bytes, extra_headers)
+            if not too_large["answered"] and status["code"] == 0:
+                too_large["answered"] = True
+                status["code"] = 413
+                await _too_large(send, self.max_body_bytes, extra_headers)
+        except Exception:
+            # Unhandled errors are answered by Starlette's outermost middleware, which sits
+            # outside this one: answer here so the 500 carries the request id and headers too.
+            if status["code"] == 0:
+                status["code"] = 500
+                await _internal_error(send, extra_headers)
+            raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info(
@@ -79,7 +99,7 @@ class GatewayMiddleware:
                 request_id,
             )
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, too_large: dict[str, bool]) -> Receive:
         received = 0
 
         async def wrapper() -> Message:
@@ -88,6 +108,7 @@ class GatewayMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    too_large["tripped"] = True
                     raise BodyTooLarge
             return message
 
@@ -120,13 +141,24 @@ def _response_headers(path: str, request_id: str) -> list[tuple[bytes, bytes]]:
 
 
 async def _too_large(send: Send, limit: int, headers: list[tuple[bytes, bytes]]) -> None:
-    body = orjson.dumps(
-        error_body("invalid_request_error", f"Request body exceeds {limit} bytes", "body_too_large")
+    body = error_body(
+        "invalid_request_error", f"Request body exceeds {limit} bytes", "body_too_large"
     )
+    await _send_json(send, 413, body, headers)
+
+
+async def _internal_error(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    body = error_body("api_error", "Internal server error", "internal_error")
+    await _send_json(send, 500, body, headers)
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
     start: dict[str, Any] = {
         "type": "http.response.start",
-        "status": 413,
+        "status": status,
         "headers": [(b"content-type", b"application/json"), *headers],
     }
     await send(start)
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": orjson.dumps(body)})

@@ -24,7 +24,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from chatgate.cli import service
+from chatgate.cli import lifecycle, log_files, pidfile, probe, process, service, status_report
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -107,7 +107,7 @@ def free_port() -> int:
 def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    service.reap_if_child(pid)
+    process.reap_if_child(pid)
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("CHATGATE_DATA_DIR", str(data))
     monkeypatch.setenv("CHATGATE_PORT", str(free_port()))
     monkeypatch.setattr(service, "serve_command", lambda args: [sys.executable, str(script), *args])
-    monkeypatch.setattr(service, "PROGRESS_EVERY_SECONDS", 0.5)
+    monkeypatch.setattr(lifecycle, "PROGRESS_EVERY_SECONDS", 0.5)
     try:
         yield data
     finally:
@@ -131,7 +131,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _cleanup(data: Path) -> None:
-    pid_path = data / "run" / service.PID_FILE_NAME
+    pid_path = data / "run" / pidfile.PID_FILE_NAME
     if pid_path.exists():
         kill_group(json.loads(pid_path.read_text())["pid"])
     child = data / "child.pid"
@@ -153,7 +153,7 @@ def invoke() -> Invoke:
 
 
 def read_pid_file(data: Path) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads((data / "run" / service.PID_FILE_NAME).read_text())
+    result: dict[str, Any] = json.loads((data / "run" / pidfile.PID_FILE_NAME).read_text())
     return result
 
 
@@ -167,7 +167,7 @@ def write_stale_pid_file(run: Path) -> int:
         proc.wait(timeout=10)
     run.mkdir(parents=True, exist_ok=True)
     record = {"pid": proc.pid, "host": "127.0.0.1", "port": 1, "started_at": "x", "argv": []}
-    (run / service.PID_FILE_NAME).write_text(json.dumps(record))
+    (run / pidfile.PID_FILE_NAME).write_text(json.dumps(record))
     return proc.pid
 
 
@@ -200,8 +200,8 @@ def test_start_writes_pid_file_and_waits_for_health(data_dir: Path, invoke: Invo
     record = read_pid_file(data_dir)
     assert set(record) >= {"pid", "host", "port", "started_at", "argv"}
     assert record["port"] == int(os.environ["CHATGATE_PORT"])
-    assert service.pid_alive(record["pid"])
-    assert service.health_ok(gateway_url())
+    assert process.pid_alive(record["pid"])
+    assert probe.health_ok(gateway_url())
     assert f"chatgate is up at {gateway_url()}" in result.output
     assert "| fake gateway: running migrations" in result.output
     assert "noise" not in result.output
@@ -229,7 +229,7 @@ def test_start_rejects_a_bad_engine_spec(data_dir: Path, invoke: Invoke) -> None
     result = invoke("start", "--engine", "no-url-here")
 
     assert result.exit_code == 2
-    assert not (data_dir / "run" / service.PID_FILE_NAME).exists()
+    assert not (data_dir / "run" / pidfile.PID_FILE_NAME).exists()
 
 
 def test_second_start_refuses(data_dir: Path, invoke: Invoke) -> None:
@@ -253,7 +253,7 @@ def test_start_fails_with_log_tail_when_the_process_dies(
     assert result.exit_code == 1
     assert "exited during start-up" in result.output
     assert "fatal error: cannot open the database" in result.output
-    assert not (data_dir / "run" / service.PID_FILE_NAME).exists()
+    assert not (data_dir / "run" / pidfile.PID_FILE_NAME).exists()
 
 
 def test_start_times_out_and_leaves_the_process_running(
@@ -266,7 +266,7 @@ def test_start_times_out_and_leaves_the_process_running(
     assert result.exit_code == 1
     assert "did not answer" in result.output
     assert "still starting" in result.output
-    assert service.pid_alive(read_pid_file(data_dir)["pid"])
+    assert process.pid_alive(read_pid_file(data_dir)["pid"])
 
 
 def test_start_no_wait_returns_at_once(data_dir: Path, invoke: Invoke) -> None:
@@ -274,7 +274,7 @@ def test_start_no_wait_returns_at_once(data_dir: Path, invoke: Invoke) -> None:
 
     assert result.exit_code == 0, result.output
     assert "Not waiting" in result.output
-    assert service.pid_alive(read_pid_file(data_dir)["pid"])
+    assert process.pid_alive(read_pid_file(data_dir)["pid"])
 
 
 # --------------------------------------------------------------------------- stop / restart
@@ -287,15 +287,15 @@ def test_stop_kills_the_process_group_and_removes_the_pid_file(
     assert invoke("start").exit_code == 0
     gateway_pid = read_pid_file(data_dir)["pid"]
     child_pid = int((data_dir / "child.pid").read_text())
-    assert service.pid_alive(child_pid)
+    assert process.pid_alive(child_pid)
 
     result = invoke("stop", "--timeout", "10")
 
     assert result.exit_code == 0, result.output
     assert "chatgate stopped" in result.output
-    assert not (data_dir / "run" / service.PID_FILE_NAME).exists()
-    assert not service.pid_alive(gateway_pid)
-    assert not service.pid_alive(child_pid)
+    assert not (data_dir / "run" / pidfile.PID_FILE_NAME).exists()
+    assert not process.pid_alive(gateway_pid)
+    assert not process.pid_alive(child_pid)
 
 
 def test_stop_sends_sigkill_after_the_timeout(
@@ -309,23 +309,42 @@ def test_stop_sends_sigkill_after_the_timeout(
 
     assert result.exit_code == 0, result.output
     assert "sending SIGKILL" in result.output
-    assert not service.pid_alive(gateway_pid)
-    assert not (data_dir / "run" / service.PID_FILE_NAME).exists()
+    assert not process.pid_alive(gateway_pid)
+    assert not (data_dir / "run" / pidfile.PID_FILE_NAME).exists()
 
 
-def test_stop_also_stops_an_engine_the_gateway_left_behind(data_dir: Path, invoke: Invoke) -> None:
+ENGINE_RECORDING_SIGTERM = """
+import pathlib, signal, sys, time
+def on_term(*_):
+    pathlib.Path(sys.argv[1]).write_text("SIGTERM")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+pathlib.Path(sys.argv[2]).write_text("ready")
+time.sleep(300)
+"""
+
+
+def test_stop_also_stops_an_engine_the_gateway_left_behind(
+    data_dir: Path, invoke: Invoke, tmp_path: Path
+) -> None:
     assert invoke("start").exit_code == 0
+    got_signal, ready = tmp_path / "signal", tmp_path / "ready"
     # An engine runs in its own session (as the supervisor starts it), so the gateway's group
-    # signal does not reach it.
+    # signal does not reach it. The engine itself records the signal: the in-process CLI may
+    # reap it before Popen.wait() could see its exit status.
     with subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True
+        [sys.executable, "-c", ENGINE_RECORDING_SIGTERM, str(got_signal), str(ready)],
+        start_new_session=True,
     ) as engine:
         try:
+            deadline = time.monotonic() + 10
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
             write_engine_state(data_dir, "orphan", pid=engine.pid)
             result = invoke("stop", "--timeout", "10")
             assert result.exit_code == 0, result.output
             assert f"Stopped leftover engine orphan (pid {engine.pid})" in result.output
-            assert engine.wait(timeout=10) == -signal.SIGTERM
+            assert got_signal.read_text() == "SIGTERM"
         finally:
             engine.kill()
 
@@ -346,20 +365,20 @@ def test_stale_pid_file_is_cleaned_up(data_dir: Path, invoke: Invoke) -> None:
     assert result.exit_code == 0
     assert "Removed stale pid file" in result.output and f"pid {pid}" in result.output
     assert "chatgate is not running" in result.output
-    assert not (run / service.PID_FILE_NAME).exists()
+    assert not (run / pidfile.PID_FILE_NAME).exists()
 
 
 def test_unreadable_pid_file_is_an_error(data_dir: Path, invoke: Invoke) -> None:
     run = data_dir / "run"
     run.mkdir(parents=True)
-    (run / service.PID_FILE_NAME).write_text("{not json")
+    (run / pidfile.PID_FILE_NAME).write_text("{not json")
 
     result = invoke("start")
 
     assert result.exit_code == 1
     assert "unreadable" in result.output
     assert not any((data_dir / "logs").glob("*")), "nothing may be started"
-    (run / service.PID_FILE_NAME).unlink()
+    (run / pidfile.PID_FILE_NAME).unlink()
 
 
 def test_restart_reuses_the_recorded_arguments(data_dir: Path, invoke: Invoke) -> None:
@@ -373,8 +392,8 @@ def test_restart_reuses_the_recorded_arguments(data_dir: Path, invoke: Invoke) -
     second = read_pid_file(data_dir)
     assert second["pid"] != first["pid"]
     assert second["serve_args"] == ["--port", str(port)]
-    assert not service.pid_alive(first["pid"])
-    assert service.health_ok(f"http://127.0.0.1:{port}")
+    assert not process.pid_alive(first["pid"])
+    assert probe.health_ok(f"http://127.0.0.1:{port}")
 
 
 # --------------------------------------------------------------------------- status
@@ -446,10 +465,10 @@ def test_status_not_running_exits_3_and_cleans_a_stale_pid_file(
 
     result = invoke("status")
 
-    assert result.exit_code == service.EXIT_NOT_RUNNING == 3
+    assert result.exit_code == status_report.EXIT_NOT_RUNNING == 3
     assert "Gateway    not running" in result.output
     assert "not checked" in result.output
-    assert not (run / service.PID_FILE_NAME).exists()
+    assert not (run / pidfile.PID_FILE_NAME).exists()
 
 
 def test_status_sees_a_foreground_gateway_without_pid_file(
@@ -462,7 +481,7 @@ def test_status_sees_a_foreground_gateway_without_pid_file(
     ) as gateway:
         try:
             deadline = time.monotonic() + 20
-            while not service.health_ok(gateway_url()) and time.monotonic() < deadline:
+            while not probe.health_ok(gateway_url()) and time.monotonic() < deadline:
                 time.sleep(0.1)
             result = invoke("status", "--json")
             assert result.exit_code == 0, result.output
@@ -521,7 +540,7 @@ def fake_nvml(init_error: str | None = None) -> types.ModuleType:
 def test_gpu_status_reads_nvml_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
 
-    gpus = service.gpu_status()
+    gpus = status_report.gpu_status()
 
     assert gpus["available"] is True
     assert gpus["devices"] == [
@@ -534,13 +553,16 @@ def test_gpu_status_reads_nvml_devices(monkeypatch: pytest.MonkeyPatch) -> None:
             "temperature_c": 41,
         }
     ]
-    assert list(service._render_gpus(gpus)) == ["GPUs", "  [0] Fake H100: 2048/81920 MiB, 41 C"]
+    assert list(status_report._render_gpus(gpus)) == [
+        "GPUs",
+        "  [0] Fake H100: 2048/81920 MiB, 41 C",
+    ]
 
 
 def test_gpu_status_without_driver(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(init_error="Driver Not Loaded"))
 
-    gpus = service.gpu_status()
+    gpus = status_report.gpu_status()
 
     assert gpus == {
         "available": False,
@@ -633,16 +655,16 @@ def test_tail_lines_crosses_read_blocks(tmp_path: Path) -> None:
     path = tmp_path / "x.log"
     write_log(path, "x", 50)
 
-    assert service.tail_lines(path, 4, block_size=7) == [f"x line {i}" for i in range(47, 51)]
-    assert service.tail_lines(path, 100, block_size=7)[0] == "x line 1"
-    assert service.tail_lines(path, 0) == []
-    assert service.tail_lines(path, 1, end=len("x line 1\nx line 2\n")) == ["x line 2"]
+    assert log_files.tail_lines(path, 4, block_size=7) == [f"x line {i}" for i in range(47, 51)]
+    assert log_files.tail_lines(path, 100, block_size=7)[0] == "x line 1"
+    assert log_files.tail_lines(path, 0) == []
+    assert log_files.tail_lines(path, 1, end=len("x line 1\nx line 2\n")) == ["x line 2"]
 
 
 def test_log_follower_returns_only_complete_new_lines(tmp_path: Path) -> None:
     path = tmp_path / "x.log"
     path.write_text("old\n")
-    follower = service.LogFollower(path, path.stat().st_size)
+    follower = log_files.LogFollower(path, path.stat().st_size)
     with path.open("a") as log:
         log.write("new one\npartial")
     assert follower.new_lines() == ["new one"]
@@ -664,11 +686,11 @@ def test_log_follower_returns_only_complete_new_lines(tmp_path: Path) -> None:
     ],
 )
 def test_base_url(host: str, url: str) -> None:
-    assert service.base_url(host, 8080) == url
+    assert probe.base_url(host, 8080) == url
 
 
 def test_format_duration() -> None:
-    assert service.format_duration(5) == "5s"
-    assert service.format_duration(65) == "1m 5s"
-    assert service.format_duration(3 * 3600 + 120) == "3h 2m"
-    assert service.format_duration(2 * 86400 + 3600) == "2d 1h 0m"
+    assert status_report.format_duration(5) == "5s"
+    assert status_report.format_duration(65) == "1m 5s"
+    assert status_report.format_duration(3 * 3600 + 120) == "3h 2m"
+    assert status_report.format_duration(2 * 86400 + 3600) == "2d 1h 0m"

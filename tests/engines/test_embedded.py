@@ -23,7 +23,7 @@ from chatgate.engines.embedded import (
     llamacpp_command,
     locate_smollm2_gguf,
 )
-from chatgate.engines.supervisor import read_log_tail
+from chatgate.engines.process import read_log_tail
 
 
 def running_in_ci() -> bool:

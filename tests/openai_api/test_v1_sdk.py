@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import openai
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from chatgate.db.models import RequestLog
-from tests.helpers import Account, Gateway
+from chatgate.auth.passwords import hash_password
+from chatgate.db.models import RequestLog, User
+from chatgate.keys import service as keys
+from tests.helpers import Gateway
 
 ANSWER = "Paris is the capital of France."
+_HASH = hash_password("unused-password-123")
+
+
+@dataclass
+class KeyAccount:
+    user_id: int
+    api_key: str
 
 
 def sdk(gateway: Gateway, api_key: str) -> openai.AsyncOpenAI:
@@ -24,12 +35,18 @@ def sdk(gateway: Gateway, api_key: str) -> openai.AsyncOpenAI:
 
 
 @pytest_asyncio.fixture
-async def account(gateway: Gateway) -> Account:
-    return await gateway.account()
+async def account(gateway: Gateway) -> KeyAccount:
+    """A fresh user with an API key (stored directly: no password hashing per test)."""
+    async with gateway.state.sessionmaker() as db:
+        user = User(username=f"sdk-{uuid.uuid4().hex[:10]}", password_hash=_HASH, role="user")
+        db.add(user)
+        await db.commit()
+        _, api_key = await keys.create_key(db, user.id, "sdk key")
+    return KeyAccount(user.id, api_key)
 
 
 @pytest_asyncio.fixture
-async def client(gateway: Gateway, account: Account) -> AsyncIterator[openai.AsyncOpenAI]:
+async def client(gateway: Gateway, account: KeyAccount) -> AsyncIterator[openai.AsyncOpenAI]:
     async with sdk(gateway, account.api_key) as c:
         yield c
 
@@ -44,7 +61,7 @@ async def usage_row(gateway: Gateway, request_id: str) -> RequestLog:
 
 
 async def test_non_stream_completion(
-    gateway: Gateway, account: Account, client: openai.AsyncOpenAI
+    gateway: Gateway, account: KeyAccount, client: openai.AsyncOpenAI
 ) -> None:
     raw = await client.chat.completions.with_raw_response.create(
         model="fake-model",
@@ -109,7 +126,7 @@ async def test_stream_include_usage_yields_the_final_usage_chunk(
 
 
 async def test_stream_usage_row_is_committed_before_done(
-    gateway: Gateway, account: Account, client: openai.AsyncOpenAI
+    gateway: Gateway, account: KeyAccount, client: openai.AsyncOpenAI
 ) -> None:
     stream = await client.chat.completions.create(
         model="fake-model",
@@ -181,7 +198,8 @@ async def test_default_alias_resolves_to_the_default_model(client: openai.AsyncO
     assert completion.choices[0].message.content == ANSWER
 
 
-async def test_login_token_works_as_api_key(gateway: Gateway, account: Account) -> None:
+async def test_login_token_works_as_api_key(gateway: Gateway) -> None:
+    account = await gateway.account()  # a real login: the JWT is the api_key
     async with sdk(gateway, account.token) as jwt_client:
         raw = await jwt_client.chat.completions.with_raw_response.create(
             model="fake-model", messages=[{"role": "user", "content": "hi"}]

@@ -119,6 +119,35 @@ def _turn_messages(
     return context, (context if is_new else context[-1:]), system
 
 
+async def _store_turn(
+    db: AsyncSession,
+    conversation: Conversation,
+    prior: list[Message],
+    to_store: list[dict[str, Any]],
+    model: ModelEntry,
+) -> tuple[int | None, Message]:
+    """Insert the new user message(s) and a pending assistant row; (user id, assistant)."""
+    parent = prior[-1].id if prior else None
+    for item in to_store:
+        row = Message(conversation_id=conversation.id, parent_id=parent, **item)
+        db.add(row)
+        await db.flush()
+        parent = row.id
+    assistant = Message(
+        conversation_id=conversation.id,
+        parent_id=parent,
+        role="assistant",
+        content="",
+        status="pending",
+        model=model.id,
+    )
+    db.add(assistant)
+    conversation.model = model.id
+    conversation.updated_at = utcnow()
+    await db.flush()
+    return parent, assistant
+
+
 async def prepare(
     state: AppState, identity: Identity, body: ChatRequest, request_id: str
 ) -> ChatJob:
@@ -132,40 +161,23 @@ async def prepare(
         prior = [] if is_new else await conversations.messages_of(db, conversation.id)
         context, to_store, body_system = _turn_messages(body, prior, is_new)
         system = body_system or conversation.system_prompt or identity.settings.get("system_prompt")
-        if body_system and is_new:
-            conversation.system_prompt = body_system
         engine_messages = ([{"role": "system", "content": system}] if system else []) + context
         check_prompt_caps(engine_messages, settings)
-
-        parent = prior[-1].id if prior else None
-        for item in to_store:
-            row = Message(conversation_id=conversation.id, parent_id=parent, **item)
-            db.add(row)
-            await db.flush()
-            parent = row.id
-        assistant = Message(
-            conversation_id=conversation.id,
-            parent_id=parent,
-            role="assistant",
-            content="",
-            status="pending",
-            model=model.id,
-        )
-        db.add(assistant)
         if is_new:
             conversation.title = _fallback_title(str(to_store[-1]["content"]))
-        conversation.model = model.id
-        conversation.updated_at = utcnow()
-        await db.flush()
-        ids = {
-            "conversation_id": conversation.id,
-            "user_message_id": parent,
-            "assistant_message_id": assistant.id,
-            "title": conversation.title,
-        }
+            conversation.system_prompt = body_system or conversation.system_prompt
+        user_message_id, assistant = await _store_turn(db, conversation, prior, to_store, model)
         await db.commit()
 
     generation = Generation(uuid.uuid4().hex, identity.user_id, conversation.id)
+    events = {
+        "conversation_id": conversation.id,
+        "user_message_id": user_message_id,
+        "assistant_message_id": assistant.id,
+        "title": conversation.title,
+        "generation_id": generation.id,
+        "model": model.id,
+    }
     return ChatJob(
         generation=generation,
         request_id=request_id,
@@ -176,7 +188,7 @@ async def prepare(
         conversation_id=conversation.id,
         assistant_message_id=assistant.id,
         needs_title=is_new and settings.auto_title,
-        events={**ids, "generation_id": generation.id, "model": model.id},
+        events=events,
     )
 
 

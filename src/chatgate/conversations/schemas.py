@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class MessageOut(BaseModel):
@@ -51,10 +51,20 @@ class ConversationCreate(BaseModel):
 
 
 class ConversationUpdate(BaseModel):
+    """Omitted fields stay as they are; null clears ``model`` and ``system_prompt``."""
+
     title: str | None = Field(default=None, min_length=1, max_length=200)
     model: str | None = Field(default=None, max_length=128)
     system_prompt: str | None = Field(default=None, max_length=20_000)
     archived: bool | None = None
+
+    @field_validator("title", "archived")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Both columns are NOT NULL: an explicit null is a client error, not a 500.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 class ImportedMessage(BaseModel):

@@ -7,7 +7,18 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +27,10 @@ from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.errors import APIError, not_found
 
 MAX_PAGE = 100
-_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_TERMS = 16
+# Letters and digits only: "_" and punctuation separate words in both FTS5 and tsvector.
+_TERM = re.compile(r"[^\W_]+")
+_SIMPLE = literal_column("'simple'::regconfig")
 
 
 async def get_owned(db: AsyncSession, user_id: int, conversation_id: str) -> Conversation:
@@ -99,15 +113,38 @@ async def list_page(
 
 
 def search_terms(query: str) -> list[str]:
-    return _WORD.findall(query)[:16]
+    """The letter/digit runs of ``query``: what both full-text tokenizers index as words."""
+    return _TERM.findall(query)[:MAX_TERMS]
+
+
+def postgres_tsquery(query: str) -> str | None:
+    """``to_tsquery`` text requiring every whitespace-separated word of ``query`` as a prefix.
+
+    PostgreSQL's parser keeps hosts, file names and versions ("example.com", "v1.2.3") as one
+    lexeme, so a word matches either whole, as PostgreSQL parses it, or as all its letter/digit
+    runs (the way SQLite's FTS5 tokenizer splits it). Only letter/digit runs are ever written
+    unquoted, and the whole word is a quoted literal, so user text cannot inject operators.
+    """
+    parts = []
+    for raw in query.split()[:MAX_TERMS]:
+        terms = _TERM.findall(raw)
+        if not terms:
+            continue
+        split = " & ".join(f"{term}:*" for term in terms)
+        if terms == [raw]:
+            parts.append(split)
+        else:
+            whole = raw.replace("\\", "\\\\").replace("'", "''")
+            parts.append(f"('{whole}':* | ({split}))")
+    return " & ".join(parts) or None
 
 
 def search_condition(dialect: str, query: str) -> ColumnElement[bool] | None:
     """Titles or message text containing every word of ``query`` (as a prefix)."""
-    terms = search_terms(query)
-    if not terms:
-        return None
     if dialect == "sqlite":
+        terms = search_terms(query)
+        if not terms:
+            return None
         match = " AND ".join(f'"{term}"*' for term in terms)
         in_title = text(
             "conversations.rowid IN "
@@ -120,11 +157,16 @@ def search_condition(dialect: str, query: str) -> ColumnElement[bool] | None:
             ).bindparams(fts_m=match),
         )
         return or_(in_title, in_messages)
-    tsquery = func.to_tsquery("simple", " & ".join(f"{term}:*" for term in terms))
-    title_match = func.to_tsvector("simple", Conversation.title).op("@@")(tsquery)
+    ts_text = postgres_tsquery(query)
+    if ts_text is None:
+        return None
+    tsquery = func.to_tsquery(_SIMPLE, ts_text)
+    # The config is a literal, as in the GIN index expressions (a bound parameter there
+    # would keep generic plans from using the index).
+    title_match = func.to_tsvector(_SIMPLE, Conversation.title).op("@@")(tsquery)
     content_match = exists().where(
         Message.conversation_id == Conversation.id,
-        func.to_tsvector("simple", Message.content).op("@@")(tsquery),
+        func.to_tsvector(_SIMPLE, Message.content).op("@@")(tsquery),
     )
     return or_(title_match, content_match)
 

@@ -14,12 +14,15 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import LineTooLong
 
 from chatgate.engines.registry import Endpoint
 
 log = logging.getLogger("chatgate.engines")
 
 DONE_LINE = b"data: [DONE]"
+# One SSE line may be large (logprobs, an echoed prompt); aiohttp's default cap is 512 KiB.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 class EngineError(Exception):
@@ -96,10 +99,14 @@ class EngineClient:
         while True:
             try:
                 async with asyncio.timeout(limit):
-                    line = await reader.readline()
+                    line = await reader.readline(max_line_length=MAX_LINE_BYTES)
             except TimeoutError as exc:
                 raise EngineError(
                     f"The engine sent nothing for {limit:g}s", "engine_timeout", 504
+                ) from exc
+            except LineTooLong as exc:
+                raise EngineError(
+                    f"The engine sent an event over {MAX_LINE_BYTES} bytes", "engine_bad_response"
                 ) from exc
             except aiohttp.ClientError as exc:
                 raise EngineError(

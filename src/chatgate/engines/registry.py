@@ -84,7 +84,8 @@ class ModelRegistry:
             wanted = self.default_model
             if wanted not in self._models and self._models:
                 wanted = next(iter(self._models))
-        model_id = self._aliases.get(wanted, wanted)
+        # A model's own id wins over another model's alias of the same name.
+        model_id = wanted if wanted in self._models else self._aliases.get(wanted, wanted)
         entry = self._models.get(model_id)
         if entry is None or not entry.enabled:
             raise APIError(

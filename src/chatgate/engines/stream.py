@@ -69,3 +69,8 @@ def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
     """Rough count (about 4 characters a token plus framing) for engines that report none."""
     chars = sum(len(str(m.get("content") or "")) for m in messages)
     return chars // 4 + 4 * len(messages)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Rough count (about 4 characters a token) of a text the engine did not count."""
+    return (len(text) + 3) // 4

@@ -1,15 +1,27 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp without a zone means UTC (PostgreSQL would read it in the server's zone)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UTCTimestamp = Annotated[datetime | None, AfterValidator(_as_utc)]
 
 
 class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(default_factory=list, max_length=32)
-    expires_at: datetime | None = None
+    expires_at: UTCTimestamp = None
     limits: dict[str, int] = Field(default_factory=dict)
 
 

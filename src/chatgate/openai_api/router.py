@@ -23,8 +23,14 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def _handle(
     route: str, body: Any, request: Request, identity: CurrentUser, state: StateDep
 ) -> Response:
-    payload = service.validate_body(body, route, state)
-    call = service.plan(state, identity, request_id_of(request), route, payload)
+    request_id = request_id_of(request)
+    try:
+        payload = service.validate_body(body, route, state)
+        call = service.plan(state, identity, request_id, route, payload)
+    except APIError as exc:
+        # Refused before the engine was called: still one usage row per request.
+        await state.usage.record(service.rejected_row(identity, request_id, route, body, exc))
+        raise
     if not payload.get("stream"):
         data = await service.complete(call)
         return Response(orjson.dumps(data), media_type="application/json")
@@ -69,7 +75,7 @@ async def list_models(_identity: CurrentUser, state: StateDep) -> dict[str, Any]
     }
 
 
-@router.get("/models/{model_id}")
+@router.get("/models/{model_id:path}")
 async def get_model(model_id: str, _identity: CurrentUser, state: StateDep) -> dict[str, Any]:
     entry = state.registry.resolve(model_id)
     if entry.id != model_id and model_id not in entry.aliases:

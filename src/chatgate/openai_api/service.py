@@ -18,7 +18,7 @@ import orjson
 from chatgate.auth.identity import Identity
 from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
 from chatgate.engines.registry import Endpoint, ModelEntry
-from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
+from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
 from chatgate.state import AppState
 from chatgate.usage.service import UsageRecord
@@ -113,6 +113,23 @@ def plan(
     )
 
 
+def rejected_row(
+    identity: Identity, request_id: str, route: str, body: Any, exc: APIError
+) -> UsageRecord:
+    """The usage row of a request refused before any engine was called."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return UsageRecord(
+        request_id=request_id,
+        route=route,
+        status="rejected",
+        status_code=exc.status_code,
+        user_id=identity.user_id,
+        api_key_id=identity.api_key_id,
+        model=model[:128] if isinstance(model, str) and model else None,
+        error=f"{exc.code}: {exc.message}"[:1000],
+    )
+
+
 def usage_row(
     call: RelayCall, stats: StreamStats, status: str, code: int, error: str | None = None
 ) -> UsageRecord:
@@ -161,6 +178,9 @@ async def complete(call: RelayCall) -> dict[str, Any]:
     stats.observe({"usage": data.get("usage")})
     choices = data.get("choices") or [{}]
     stats.finish_reason = choices[0].get("finish_reason")
+    if stats.completion_tokens is None:
+        # No usage from the engine: estimate from the answer rather than count zero.
+        stats.completion_tokens = estimate_text_tokens(_answer_text(choices))
     data["model"] = call.model.id
     await call.state.usage.record(usage_row(call, stats, "ok", 200))
     return data
@@ -204,6 +224,18 @@ async def relay_stream(
     yield DONE_LINE + b"\n\n"
 
 
+def _answer_text(choices: list[Any]) -> str:
+    parts: list[str] = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)
+
+
 def _translate(call: RelayCall, line: bytes, stats: StreamStats) -> bytes | None:
     if line == DONE_LINE:
         return None  # sent by relay_stream once the usage row is committed
@@ -220,7 +252,7 @@ def _translate(call: RelayCall, line: bytes, stats: StreamStats) -> bytes | None
 
 
 def _usage_event(call: RelayCall, row: UsageRecord) -> bytes:
-    chunk = {
+    chunk: dict[str, Any] = {
         "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion.chunk" if call.route == "v1.chat" else "text_completion",
         "created": int(time.time()),

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.db.models import RequestLog
@@ -96,12 +99,10 @@ class UsageWriter:
                 self._queue.task_done()
 
     async def _commit(self, rows: list[UsageRecord]) -> None:
-        values = [asdict(row) for row in rows]
+        pending = [asdict(row) for row in rows]
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
-                async with self._sessionmaker() as session:
-                    await session.execute(insert(RequestLog), values)
-                    await session.commit()
+                await self._insert_pending(pending)
                 return
             except Exception:
                 if delay is None:
@@ -110,3 +111,49 @@ class UsageWriter:
                     "usage commit failed (attempt %d), retrying", attempt + 1, exc_info=True
                 )
                 await asyncio.sleep(delay)
+
+    async def _insert_pending(self, pending: list[dict[str, Any]]) -> None:
+        """Commit ``pending`` (emptying it as rows commit).
+
+        A row the database refuses (a client that reuses its X-Request-ID, a user deleted
+        meanwhile) must not sink the rows batched with it: on an integrity error the batch
+        is committed row by row, and a refused row is repaired rather than dropped.
+        """
+        try:
+            await self._insert(pending)
+            pending.clear()
+            return
+        except IntegrityError:
+            if len(pending) > 1:
+                log.warning("usage batch refused; committing its rows one by one")
+        while pending:
+            await self._insert_one(pending[0])
+            pending.pop(0)
+
+    async def _insert_one(self, value: dict[str, Any]) -> None:
+        # A duplicate request id (the column is unique) gets a suffix; a user or key
+        # deleted meanwhile is dropped from the row, like ON DELETE SET NULL would.
+        unique = {**value, "request_id": _unique_request_id(value["request_id"])}
+        variants = (
+            value,
+            {**value, "user_id": None, "api_key_id": None},
+            unique,
+            {**unique, "user_id": None, "api_key_id": None},
+        )
+        for variant in variants:
+            try:
+                await self._insert([variant])
+                return
+            except IntegrityError as exc:
+                error: IntegrityError = exc
+        log.error("usage row refused by the database: %s (%s)", value, error.orig)
+
+    async def _insert(self, values: list[dict[str, Any]]) -> None:
+        async with self._sessionmaker() as session:
+            await session.execute(insert(RequestLog), values)
+            await session.commit()
+
+
+def _unique_request_id(request_id: str) -> str:
+    """The id of a second row for the same request id (the column is unique, 64 chars)."""
+    return f"{request_id[:55]}-{uuid.uuid4().hex[:8]}"

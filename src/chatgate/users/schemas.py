@@ -1,14 +1,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from chatgate.auth.passwords import MIN_PASSWORD_LENGTH
 
 Role = Literal["user", "admin"]
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+def _blank_email_is_none(value: str | None) -> str | None:
+    """Forms send "" for "no e-mail"; stored as "" it would collide on the unique index."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+Email = Annotated[str | None, Field(max_length=255), AfterValidator(_blank_email_is_none)]
 
 
 class UserSettings(BaseModel):
@@ -39,12 +50,12 @@ class UserOut(BaseModel):
 class UserCreate(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
-    email: str | None = Field(default=None, max_length=255)
+    email: Email = None
     role: Role = "user"
 
 
 class UserUpdate(BaseModel):
-    email: str | None = Field(default=None, max_length=255)
+    email: Email = None
     role: Role | None = None
     disabled: bool | None = None
     password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=1024)

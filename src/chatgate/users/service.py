@@ -82,8 +82,10 @@ async def update_user(db: AsyncSession, user: User, changes: dict[str, Any]) -> 
     if "password" in changes and changes["password"] is not None:
         user.password_hash = await hash_password_async(changes.pop("password"))
         await _revoke_sessions(db, user.id)
-    for field in ("email", "role", "disabled"):
-        if field in changes and changes[field] is not None:
+    if "email" in changes:  # an explicit null clears the e-mail
+        user.email = changes["email"]
+    for field in ("role", "disabled"):
+        if changes.get(field) is not None:
             setattr(user, field, changes[field])
     if changes.get("disabled"):
         await _revoke_sessions(db, user.id)

@@ -1,0 +1,39 @@
+"""Engines attached by settings: replicas, display names, /api/models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatgate.app import build_registry
+from chatgate.engines.registry import DEFAULT_ALIAS
+from chatgate.settings import Settings
+from tests.helpers import Gateway
+
+
+def test_same_name_twice_makes_replicas(tmp_path: Path, clean_env: None) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        engines=["smollm2-135m=http://127.0.0.1:9001", "smollm2-135m=http://127.0.0.1:9002/v1",
+                 "other=http://10.0.0.5:8000/"],
+        default_model="smollm2-135m",
+    )
+    registry = build_registry(settings)
+    small = registry.resolve("smollm2-135m")
+    assert small.name == "SmolLM2 135M Instruct" and small.context_length == 8192
+    assert [ep.base_url for ep in small.endpoints] == [
+        "http://127.0.0.1:9001/v1", "http://127.0.0.1:9002/v1"
+    ]
+    assert registry.resolve(DEFAULT_ALIAS) is small and registry.resolve(None) is small
+    assert registry.resolve("other").endpoints[0].base_url == "http://10.0.0.5:8000/v1"
+
+
+async def test_api_models_lists_usable_models(gateway: Gateway) -> None:
+    account = await gateway.account()
+    async with gateway.client() as client:
+        response = await client.get("/api/models", headers=account.headers)
+        anonymous = await client.get("/api/models")
+    body = response.json()
+    assert body["default"] == "fake-model"
+    assert [m["id"] for m in body["models"]] == ["fake-model"]
+    assert body["models"][0]["healthy"] is True
+    assert anonymous.status_code == 401
