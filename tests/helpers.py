@@ -94,6 +94,8 @@ class Gateway:
         return state
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        # plain HTTP on loopback: skip building an (unused) TLS context for every client
+        kwargs.setdefault("verify", False)
         return httpx.AsyncClient(base_url=self.url, timeout=30, **kwargs)
 
     async def account(self, role: str = "user") -> Account:

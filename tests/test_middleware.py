@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,23 @@ import httpx
 import pytest
 
 from chatgate.app import create_app
+from chatgate.db.models import User
+from chatgate.keys import service as keys
 from chatgate.settings import Settings
 from tests.conftest import TEST_SECRET
 from tests.helpers import Gateway
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+async def key_headers(gateway: Gateway) -> dict[str, str]:
+    """A fresh user's API key (stored directly: no password hashing)."""
+    async with gateway.state.sessionmaker() as db:
+        user = User(username=f"mw-{uuid.uuid4().hex[:10]}", password_hash="-", role="user")
+        db.add(user)
+        await db.commit()
+        _, api_key = await keys.create_key(db, user.id, "mw key")
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 def assert_error_shape(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -43,14 +56,14 @@ def assert_security_headers(response: httpx.Response, csp: bool = True) -> None:
 
 
 async def test_every_response_has_a_request_id(gateway: Gateway) -> None:
-    account = await gateway.account()
+    auth = await key_headers(gateway)
     async with gateway.client() as http:
         responses = [
             await http.get("/health"),
             await http.get("/health/ready"),
             await http.get("/no/such/route"),
             await http.get("/v1/models"),  # 401
-            await http.get("/v1/models", headers=account.key_headers),
+            await http.get("/v1/models", headers=auth),
             await http.post("/api/auth/login", json={"username": "x"}),  # 400
             await http.delete("/health"),  # 405
             await http.get("/docs"),
@@ -59,7 +72,7 @@ async def test_every_response_has_a_request_id(gateway: Gateway) -> None:
                 "/v1/chat/completions",
                 json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}],
                       "stream": True},
-                headers=account.key_headers,
+                headers=auth,
             ),
         ]
     ids = [r.headers.get("x-request-id") for r in responses]
@@ -97,17 +110,17 @@ async def test_an_invalid_incoming_request_id_is_replaced(
 
 
 async def test_the_request_id_reaches_the_engine_and_the_client(gateway: Gateway) -> None:
-    account = await gateway.account()
+    auth = await key_headers(gateway)
     async with gateway.client() as http:
         response = await http.post(
             "/v1/chat/completions",
             json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
-            headers={**account.key_headers, "X-Request-ID": "trace-me-123"},
+            headers={**auth, "X-Request-ID": "trace-me-123"},
         )
         generated = await http.post(
             "/v1/chat/completions",
             json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
-            headers={**account.key_headers, "X-Request-ID": "bad id"},
+            headers={**auth, "X-Request-ID": "bad id"},
         )
     assert response.headers["x-request-id"] == "trace-me-123"
     assert gateway.upstream.by_request_id("trace-me-123").path == "/v1/chat/completions"
@@ -156,7 +169,9 @@ async def test_validation_error_is_400_with_param(gateway: Gateway) -> None:
     assert error["param"] == "password"
     assert "password" in error["message"]
     assert assert_error_shape(wrong_type, 400, "invalid_request")["param"] == "password"
-    assert_error_shape(not_json, 400, "invalid_request")
+    error = assert_error_shape(not_json, 400, "invalid_request")
+    assert error["param"] is None  # not the byte offset of the syntax error
+    assert "JSON" in error["message"]
 
 
 async def test_missing_credentials_are_401_with_the_error_shape(gateway: Gateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.auth import service as auth_service
 from chatgate.auth.identity import Identity
+from chatgate.auth.scopes import key_may_access
 from chatgate.errors import forbidden, unauthorized
 from chatgate.state import AppState
 
@@ -43,12 +45,22 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def _from_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def get_identity(request: Request, state: StateDep) -> Identity:
     token = bearer_token(request)
     async with state.sessionmaker() as db:
         if token is not None:
             identity = await auth_service.identity_from_token(db, state.tokens, token)
-        elif state.settings.development_mode:
+        elif state.settings.development_mode and _from_loopback(request):
+            # Checked per request as well: a server started with another bind address
+            # (e.g. `uvicorn --host 0.0.0.0`) must not offer the bypass to the network.
             log.warning(
                 "DEVELOPMENT_MODE: unauthenticated %s %s served as admin",
                 request.method,
@@ -57,6 +69,10 @@ async def get_identity(request: Request, state: StateDep) -> Identity:
             identity = await auth_service.development_identity(db)
         else:
             raise unauthorized("Missing bearer token or API key")
+    if identity.api_key_id is not None and not key_may_access(
+        list(identity.scopes), request.url.path
+    ):
+        raise forbidden("This API key's scopes do not allow this request")
     request.state.identity = identity
     return identity
 

@@ -92,6 +92,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        # loc holds the byte offset of the syntax error, which is not a parameter
+        message = f"The request body is not valid JSON ({first.get('msg')})"
+        return JSONResponse(
+            error_body("invalid_request_error", message, "invalid_request"), status_code=400
+        )
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(loc) or None
     message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))

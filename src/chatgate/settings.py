@@ -1,5 +1,8 @@
 """One typed settings object for the whole gateway (env prefix ``CHATGATE_``).
 
+Sources, strongest first: constructor arguments, ``CHATGATE_*`` environment variables,
+a ``.env`` file, a YAML config file (``CHATGATE_CONFIG_FILE``), then the defaults.
+
 Reading settings has no side effects: nothing is created on disk here. The CLI
 (``chatgate serve``) prepares the data directory and the JWT secret before the
 app starts.
@@ -8,12 +11,21 @@ app starts.
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 DEFAULT_MODEL_ID = "smollm2-135m"
 MIN_SECRET_BYTES = 32
@@ -39,6 +51,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHATGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    # --- the YAML config file read by this object (also CHATGATE_CONFIG_FILE)
+    config_file: Path | None = None
 
     # --- process / network
     host: str = "127.0.0.1"
@@ -84,6 +99,25 @@ class Settings(BaseSettings):
     generation_orphan_seconds: float = 600.0
     generation_retain_seconds: float = 120.0
     auto_title: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        given = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        config_file = given.get("config_file") or os.environ.get("CHATGATE_CONFIG_FILE")
+        if config_file:
+            path = Path(config_file).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return (*sources, file_secret_settings)
 
     @field_validator("cors_origins", "engines", mode="before")
     @classmethod
@@ -153,14 +187,32 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url(self.resolved_database_url)
         if self.redis_url:
             data["redis_url"] = mask_url(self.redis_url)
+        data["engines"] = [_mask_engine(spec) for spec in self.engines]
         return data
 
 
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "apikey"})
+
+
 def mask_url(url: str) -> str:
-    """Hide the password in a URL such as postgresql://user:pw@host/db."""
+    """Hide the credentials in a URL: ``postgresql://user:pw@host/db?password=pw``."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep or scheme.startswith("sqlite"):  # file paths may contain "@"; no credentials
         return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}"
+    rest, hash_sep, fragment = rest.partition("#")
+    rest, query_sep, query = rest.partition("?")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        rest = f"{creds.split(':', 1)[0]}:****@{host}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key.lower() in _SECRET_PARAMS for key, _ in pairs):
+        query = urlencode(
+            [(key, "****" if key.lower() in _SECRET_PARAMS else value) for key, value in pairs],
+            safe="*/:",
+        )
+    return f"{scheme}://{rest}{query_sep}{query}{hash_sep}{fragment}"
+
+
+def _mask_engine(spec: str) -> str:
+    name, sep, url = spec.partition("=")
+    return f"{name}{sep}{mask_url(url.strip())}" if sep else spec

@@ -4,6 +4,7 @@ export and import, on SQLite (FTS5) and PostgreSQL (tsvector)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 
 from chatgate.auth import passwords
 from chatgate.db.models import Conversation, Message
-from tests.helpers import Account, Gateway
+from tests.helpers import Account, Gateway, parse_sse
 
 ANSWER = "Paris is the capital of France."
 
@@ -395,8 +396,7 @@ async def test_search_is_safe_with_odd_input(gateway: Gateway) -> None:
                 "/api/conversations", params={"q": query}, headers=account.headers
             )
             assert response.status_code == 200, (query, response.text)
-            assert set(response.json()["conversations"][0]["id"] if response.json()[
-                "conversations"] else []) <= set(titled)
+            assert {row["id"] for row in response.json()["conversations"]} <= {titled}
     # Operators in the query are plain words: "drop table" finds the title, nothing breaks.
     assert await search(gateway, account, "'; DROP TABLE conversations; --") == []
     assert await search(gateway, account, "'; DROP TABLE") == [titled]
@@ -666,3 +666,43 @@ async def test_bad_imports_are_400(gateway: Gateway, payload: dict[str, Any]) ->
     assert_error(response, 400)
     rows, _ = await listing(gateway, account)
     assert rows == []
+
+
+# --- while an answer is being generated --------------------------------------------------
+
+
+async def test_delete_while_generating(gateway: Gateway) -> None:
+    account = await gateway.account()
+    async with gateway.client() as client:
+        async with client.stream(
+            "POST",
+            "/api/chat",
+            json={"message": "[[chunks=60 delay=0.05]] a long answer please"},
+            headers=account.headers,
+        ) as response:
+            assert response.status_code == 200
+            buffer = ""
+            stream = response.aiter_text()
+            while "\n\n" not in buffer:
+                buffer += await anext(stream)
+            first = parse_sse(buffer)[0]
+            assert first.event == "conversation"
+            conversation_id = first.data["conversation_id"]
+            url = f"/api/conversations/{conversation_id}"
+            detail = (await client.get(url, headers=account.headers)).json()
+            assert detail["active_generation_id"] == first.data["generation_id"]
+            assert detail["messages"][-1]["status"] == "pending"
+            started = time.perf_counter()
+            deleted = await client.delete(url, headers=account.headers)
+            assert deleted.status_code == 204
+            async for chunk in stream:
+                buffer += chunk
+            stopped_after = time.perf_counter() - started
+    events = parse_sse(buffer)
+    assert events[-1].event == "done" and events[-1].data["status"] != "complete"
+    assert stopped_after < 2.0  # the generation stopped; it did not run its 3 s course
+    assert await message_count(gateway, conversation_id) == 0
+    async with gateway.state.sessionmaker() as db:
+        assert await db.get(Conversation, conversation_id) is None
+    async with gateway.client() as client:
+        assert_error(await client.get(url, headers=account.headers), 404)

@@ -120,7 +120,10 @@ async def test_open_posts_json_with_the_request_id(client: EngineClient) -> None
         (400, {"error": {"message": "too many tokens", "type": "BadRequestError"}},
          "engine_rejected", 400, "too many tokens"),
         (422, {"detail": "bad field"}, "engine_rejected", 422, "bad field"),
-        (404, b"no such route", "engine_rejected", 404, "no such route"),
+        (404, b"no such route", "engine_misconfigured", 502,
+         "The engine refused the gateway: no such route"),
+        (401, {"error": {"message": "bad engine key"}}, "engine_misconfigured", 502,
+         "The engine refused the gateway: bad engine key"),
         (429, {"message": "slow down"}, "engine_rejected", 429, "slow down"),
     ],
 )
@@ -161,7 +164,7 @@ async def test_headers_later_than_the_first_token_timeout_are_504(client: Engine
         error = await engine_error(client.open(endpoint, PATH, {}, "rid"))
         elapsed = time.monotonic() - started
     assert (error.code, error.status_code) == ("engine_timeout", 504)
-    assert TTFT * 0.9 < elapsed < TTFT + 0.5
+    assert TTFT * 0.9 < elapsed < TTFT + 1.0
 
 
 # --------------------------------------------------------------------------- lines()
@@ -197,7 +200,7 @@ async def test_no_first_line_within_the_ttft_timeout_is_504(client: EngineClient
         elapsed = time.monotonic() - started
     assert (error.code, error.status_code) == ("engine_timeout", 504)
     assert f"{TTFT:g}s" in error.message
-    assert TTFT * 0.9 < elapsed < TTFT + 0.5
+    assert TTFT * 0.9 < elapsed < TTFT + 1.0
 
 
 async def test_the_first_line_may_take_longer_than_the_idle_timeout(
@@ -229,7 +232,7 @@ async def test_silence_after_the_first_line_hits_the_idle_timeout(client: Engine
     assert got == [b"data: 1"]
     assert (info.value.code, info.value.status_code) == ("engine_timeout", 504)
     assert f"{IDLE:g}s" in info.value.message
-    assert IDLE * 0.9 < elapsed < IDLE + 0.4
+    assert IDLE * 0.9 < elapsed < IDLE + 1.0
 
 
 async def test_a_connection_broken_mid_stream_is_engine_disconnected(
@@ -253,6 +256,29 @@ async def test_a_connection_broken_mid_stream_is_engine_disconnected(
         response.close()
     assert got == [b"data: 1"]
     assert (info.value.code, info.value.status_code) == ("engine_disconnected", 502)
+
+
+async def test_lines_sent_before_a_crash_are_not_lost(client: EngineClient) -> None:
+    """The engine dies right after three events, before the gateway got to read them."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: 1\n\ndata: 2\r\n\r\ndata: 3\n\ndata: partial")
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    async with engine(handler) as endpoint:
+        response = await client.open(endpoint, PATH, {}, "rid")
+        await asyncio.sleep(0.2)  # everything, the crash included, has arrived
+        got: list[bytes] = []
+        with pytest.raises(EngineError) as info:
+            async for line in client.lines(response):
+                got.append(line)
+        response.close()
+    assert got == [b"data: 1", b"data: 2", b"data: 3"]  # the cut-off event is dropped
+    assert info.value.code == "engine_disconnected"
 
 
 async def test_a_large_event_line_is_delivered_whole(client: EngineClient) -> None:

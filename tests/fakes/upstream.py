@@ -93,10 +93,10 @@ class FakeUpstream:
         opts: dict[str, str],
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
         delay = float(opts.get("delay", 0))
         crash_after = int(opts["crash_after"]) if "crash_after" in opts else None
         try:
+            await response.prepare(request)
             for index, word in enumerate(words):
                 if crash_after is not None and index == crash_after:
                     assert request.transport is not None

@@ -77,6 +77,11 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
         await asyncio.sleep(0.02)
 
 
+async def _async(value: T) -> T:
+    """``value`` as an awaitable, for ``eventually(lambda: _async(...))``."""
+    return value
+
+
 async def rows_for(gateway: Gateway, request_id: str) -> list[RequestLog]:
     async with gateway.state.sessionmaker() as db:
         query = select(RequestLog).where(RequestLog.request_id == request_id)
@@ -212,6 +217,9 @@ async def test_stream_params_pass_through_and_usage_is_requested(
         headers=caller.headers(request_id),
     )
     assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
     payload = gateway.upstream.by_request_id(request_id).payload
     assert payload["top_k"] == 5
     # The gateway always asks the engine for usage (and keeps the client's other options).
@@ -362,7 +370,7 @@ async def test_non_object_body_is_400(caller: Caller, http: httpx.AsyncClient) -
         headers={**caller.headers(), "Content-Type": "application/json"},
     )
     assert response.status_code == 400
-    assert_error_shape(response.json())
+    assert assert_error_shape(response.json())["param"] is None
 
 
 async def test_too_many_messages_is_400(
@@ -540,7 +548,7 @@ async def test_slow_first_token_is_504(fast_gateway: Gateway) -> None:
             )
             elapsed = time.monotonic() - started
             assert response.status_code == 504, response.text
-            assert 0.4 < elapsed < 1.8
+            assert 0.4 < elapsed < 1.9
             error = assert_error_shape(response.json(), "engine_timeout")
             assert error["type"] == "timeout_error"
             row = await one_row(fast_gateway, request_id)
@@ -571,10 +579,6 @@ async def test_idle_engine_mid_stream_ends_with_an_error_event(fast_gateway: Gat
     assert (row.status, row.status_code, row.completion_tokens) == ("error", 504, 1)
     upstream = fast_gateway.upstream.by_request_id(request_id)
     await eventually(lambda: _async(upstream.aborted_at))
-
-
-async def _async(value: T) -> T:
-    return value
 
 
 async def test_mid_stream_crash_sends_an_error_event_then_done(
@@ -678,7 +682,7 @@ async def test_client_gone_before_the_first_token_aborts_the_engine_request(
         async with gateway.client() as http:
             await http.post(
                 "/v1/chat/completions",
-                json=chat_body("go [[first_token_delay=0.5 chunks=100 delay=0.02]]", stream=True),
+                json=chat_body("go [[first_token_delay=2 chunks=100 delay=0.02]]", stream=True),
                 headers=caller.headers(request_id),
             )
 
@@ -688,25 +692,95 @@ async def test_client_gone_before_the_first_token_aborts_the_engine_request(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    record = gateway.upstream.by_request_id(request_id)
-
-    async def aborted() -> float | None:
-        return record.aborted_at
-
-    await eventually(aborted, timeout=3)
-    assert record.finished is None and record.chunks_sent < 100
+    left = time.monotonic()
 
     async def cancelled_row() -> RequestLog | None:
         rows = await rows_for(gateway, request_id)
         return rows[0] if rows else None
 
     row = await eventually(cancelled_row)
+    # Noticed at once, not when the engine's first byte arrives (2 s after the request).
+    assert time.monotonic() - left < 1.2
     assert (row.status, row.status_code) == ("cancelled", 499)
 
     async def drained() -> bool:
         return all(ep.outstanding == 0 for ep in gateway.state.registry.endpoints())
 
     await eventually(drained)
+    assert len(await rows_for(gateway, request_id)) == 1
+
+
+@asynccontextmanager
+async def hanging_engine() -> AsyncIterator[tuple[str, dict[str, float]]]:
+    """An engine that never answers, and records when its caller hangs up."""
+    from aiohttp import web
+
+    seen: dict[str, float] = {}
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
+
+    async def chat(_request: web.Request) -> web.Response:
+        seen["started"] = time.monotonic()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen["aborted"] = time.monotonic()
+            raise
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(
+        app, handle_signals=False, handler_cancellation=True, shutdown_timeout=0.1
+    )
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_client_disconnect_while_the_engine_thinks_aborts_it(
+    tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream, stream: bool
+) -> None:
+    """Non-streamed, or streamed before the engine's first byte: the server does not
+    cancel the handler, so the gateway must notice the hang-up itself."""
+    async with hanging_engine() as (url, seen), special_gateway(
+        tmp_path_factory.mktemp("gw-hang"), upstream, engines=[f"fake-model={url}"],
+        engine_ttft_timeout=20,
+    ) as gw:
+        caller = await new_caller(gw)
+        request_id = rid()
+
+        async def call() -> None:
+            async with gw.client() as http:
+                await http.post(
+                    "/v1/chat/completions",
+                    json=chat_body("take your time", stream=stream),
+                    headers=caller.headers(request_id),
+                )
+
+        task = asyncio.create_task(call())
+        await eventually(lambda: _async(seen.get("started")))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        left = time.monotonic()
+        aborted = await eventually(lambda: _async(seen.get("aborted")), timeout=3)
+        assert aborted - left < 2.0
+
+        async def cancelled_row() -> RequestLog | None:
+            rows = await rows_for(gw, request_id)
+            return rows[0] if rows else None
+
+        row = await eventually(cancelled_row)
+        assert (row.status, row.status_code, row.route) == ("cancelled", 499, "v1.chat")
+        assert all(ep.outstanding == 0 for ep in gw.state.registry.endpoints())
 
 
 # --------------------------------------------------------------------------- usage rows
@@ -764,6 +838,29 @@ async def test_stream_usage_row_uses_engine_usage(
     assert usage == {"prompt_tokens": 6, "completion_tokens": 9, "total_tokens": 15}
     row = await one_row(gateway, request_id)
     assert (row.prompt_tokens, row.completion_tokens) == (6, 9)
+
+
+async def test_include_usage_without_engine_usage_gets_the_gateways_count(
+    gateway: Gateway, caller: Caller, http: httpx.AsyncClient
+) -> None:
+    """Engines that ignore include_usage (llama.cpp): the gateway sends its own count."""
+    request_id = rid()
+    response = await http.post(
+        "/v1/chat/completions",
+        json=chat_body("hi [[no_usage chunks=6]]", stream=True,
+                       stream_options={"include_usage": True}),
+        headers=caller.headers(request_id),
+    )
+    events = parse_sse(response.text)
+    assert events[-1].data == "[DONE]"
+    usage_only = [e.data for e in events[:-1] if not e.data.get("choices")]
+    assert len(usage_only) == 1 and usage_only[0] is events[-2].data
+    usage = usage_only[0]["usage"]
+    row = await one_row(gateway, request_id)
+    assert usage["completion_tokens"] == row.completion_tokens == 6
+    assert usage["prompt_tokens"] == row.prompt_tokens > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 6
+    assert usage_only[0]["model"] == "fake-model"
 
 
 async def test_non_stream_without_engine_usage_still_counts_tokens(
@@ -918,3 +1015,150 @@ async def test_model_ids_with_slashes_are_retrievable(
             response = await http.get("/v1/models/org/other", headers=caller.headers())
             assert response.status_code == 404
             assert response.json()["error"]["code"] == "model_not_found"
+
+
+# --------------------------------------------------------------------------- relay_stream unit
+
+
+class _StubUsage:
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    async def record(self, row: Any) -> None:
+        self.rows.append(row)
+
+    def record_nowait(self, row: Any) -> None:
+        self.rows.append(row)
+
+
+class _StubResponse:
+    def __init__(self) -> None:
+        self.closed = self.released = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release(self) -> None:
+        self.released = True
+
+
+def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
+    from types import SimpleNamespace
+
+    from chatgate.auth.identity import Identity
+    from chatgate.engines.client import EngineError
+    from chatgate.engines.registry import Endpoint, ModelEntry
+    from chatgate.openai_api.service import RelayCall
+
+    class Engines:
+        async def lines(self, _response: Any) -> AsyncIterator[bytes]:
+            for line in lines:
+                yield line
+            if fail:
+                raise EngineError("The engine connection broke", "engine_disconnected")
+
+    usage = _StubUsage()
+    endpoint = Endpoint("e", "http://e/v1", "m", outstanding=1)
+    call = RelayCall(
+        state=SimpleNamespace(engines=Engines(), usage=usage),  # type: ignore[arg-type]
+        identity=Identity(user_id=1, username="u", role="user"),
+        request_id="r-1",
+        route="v1.chat",
+        path="/chat/completions",
+        model=ModelEntry(id="m", name="m", endpoints=[endpoint]),
+        endpoint=endpoint,
+        payload={},
+        client_wants_usage=False,
+        prompt_estimate=3,
+    )
+    return call, usage
+
+
+def _content(word: str, finish: str | None = None) -> bytes:
+    chunk = {"model": "m", "choices": [{"index": 0, "delta": {"content": word},
+                                        "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode()
+
+
+@pytest.mark.parametrize("leave_after", [0, 1, 2])
+async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_after: int) -> None:
+    from chatgate.engines.stream import StreamStats
+    from chatgate.openai_api.service import relay_stream
+
+    call, usage = _relay_call([_content("a"), _content("b")], fail=True)
+    response = _StubResponse()
+    stream = relay_stream(call, response, StreamStats())  # type: ignore[arg-type]
+    received = [await anext(stream) for _ in range(leave_after + 1)]
+    await stream.aclose()  # the client is gone
+    assert len(usage.rows) == 1, [r.status for r in usage.rows]
+    row = usage.rows[0]
+    if leave_after < 2:
+        assert (row.status, row.status_code) == ("cancelled", 499)
+    else:
+        assert b'"error"' not in b"".join(received[:2])
+        assert (row.status, row.status_code) == ("error", 502)
+    assert response.closed and not response.released
+    assert call.endpoint.outstanding == 0
+
+
+async def test_relay_stream_error_event_comes_after_the_row() -> None:
+    from chatgate.engines.stream import StreamStats
+    from chatgate.openai_api.service import relay_stream
+
+    call, usage = _relay_call([_content("a")], fail=True)
+    response = _StubResponse()
+    out: list[bytes] = []
+    async for data in relay_stream(call, response, StreamStats()):  # type: ignore[arg-type]
+        if b'"error"' in data:
+            assert [r.status for r in usage.rows] == ["error"]
+        out.append(data)
+    assert b'"engine_disconnected"' in out[-2] and out[-1] == b"data: [DONE]\n\n"
+    assert response.closed
+
+
+async def test_relay_stream_success_releases_the_connection() -> None:
+    from chatgate.engines.stream import StreamStats
+    from chatgate.openai_api.service import relay_stream
+
+    call, usage = _relay_call(
+        [_content("a"), _content("b", finish="stop"), b"data: [DONE]"], fail=False
+    )
+    response = _StubResponse()
+    out = [d async for d in relay_stream(call, response, StreamStats())]  # type: ignore[arg-type]
+    assert out[-1] == b"data: [DONE]\n\n" and len(out) == 3
+    assert [(r.status, r.completion_tokens) for r in usage.rows] == [("ok", 2)]
+    assert response.released and not response.closed
+    assert call.endpoint.outstanding == 0
+
+
+async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> None:
+    from chatgate.engines.client import EngineError
+    from chatgate.errors import APIError
+    from chatgate.openai_api.service import complete
+
+    call, usage = _relay_call([], fail=False)
+    gate = asyncio.Event()
+
+    class SlowUsage(_StubUsage):
+        async def record(self, row: Any) -> None:
+            self.rows.append(row)
+            await gate.wait()  # the commit is slow...
+
+    class FailingEngines:
+        async def open(self, *_args: Any) -> Any:
+            raise EngineError("The engine failed: boom", "engine_error", 502)
+
+    usage = SlowUsage()
+    call.state.usage = usage
+    call.state.engines = FailingEngines()
+    call.endpoint.outstanding = 0
+    task = asyncio.create_task(complete(call))
+    for _ in range(100):
+        if usage.rows:
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()  # ...and the client leaves meanwhile
+    with pytest.raises((asyncio.CancelledError, APIError)):
+        await task
+    assert [(r.status, r.status_code) for r in usage.rows] == [("error", 502)]
+    assert call.endpoint.outstanding == 0

@@ -408,7 +408,8 @@ async def test_role_changes_apply_to_live_tokens(gateway: Gateway) -> None:
     other_admin = await gateway.account("admin")
     user = await gateway.account()
     async with gateway.client() as client:
-        assert (await client.get("/api/admin/users", headers=other_admin.headers)).status_code == 200
+        before = await client.get("/api/admin/users", headers=other_admin.headers)
+        assert before.status_code == 200
         await client.patch(
             f"/api/admin/users/{other_admin.user_id}", json={"role": "user"},
             headers=admin.headers,

@@ -13,6 +13,7 @@ class Identity:
     role: str
     settings: dict[str, Any] = field(default_factory=dict)
     api_key_id: int | None = None
+    scopes: tuple[str, ...] = ()
     session_id: str | None = None
 
     @property

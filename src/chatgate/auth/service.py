@@ -141,7 +141,7 @@ async def _identity_from_key(db: AsyncSession, key: str) -> Identity:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
         await db.commit()
-    return _identity(row.user, api_key_id=row.id)
+    return _identity(row.user, api_key_id=row.id, scopes=tuple(row.scopes or ()))
 
 
 async def development_identity(db: AsyncSession) -> Identity:

@@ -10,6 +10,9 @@ from typing import Any, Literal
 import jwt
 
 ALGORITHM = "HS256"
+# Tolerated clock difference between replicas: iat is whole seconds, so without any, a token
+# used at once on a replica whose clock trails by a few milliseconds is "not yet valid".
+CLOCK_SKEW = timedelta(seconds=5)
 TokenKind = Literal["access", "refresh"]
 
 
@@ -64,6 +67,7 @@ class TokenCodec:
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,
+                leeway=CLOCK_SKEW,
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "sid", "typ"]},
             )
         except jwt.PyJWTError:

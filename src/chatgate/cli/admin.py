@@ -13,6 +13,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.auth.passwords import MIN_PASSWORD_LENGTH, generate_password
+from chatgate.auth.scopes import SCOPE_PREFIXES
 from chatgate.cli import bootstrap
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.errors import APIError
@@ -129,13 +130,22 @@ def keys_create(
     user: Annotated[str, typer.Option("--user", help="Owner's username")],
     name: Annotated[str, typer.Option("--name", help="A name to recognise the key by")],
     expires_days: Annotated[int | None, typer.Option(help="Expire after N days")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help=f"Limit the key (repeatable): {', '.join(SCOPE_PREFIXES)}"),
+    ] = None,
 ) -> None:
     """Create an API key and print it (shown only once)."""
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    unknown = set(scope or ()) - set(SCOPE_PREFIXES)
+    if unknown:
+        raise typer.BadParameter(f"unknown scope(s): {', '.join(sorted(unknown))}")
 
     async def work(db: AsyncSession) -> str:
         owner = await users.get_by_username(db, user)
-        _, plaintext = await keys.create_key(db, owner.id, name, expires_at=expires)
+        _, plaintext = await keys.create_key(
+            db, owner.id, name, expires_at=expires, scopes=scope or []
+        )
         return plaintext
 
     typer.echo(_with_db(work))

@@ -30,7 +30,7 @@ MAX_PAGE = 100
 MAX_TERMS = 16
 # Letters and digits only: "_" and punctuation separate words in both FTS5 and tsvector.
 _TERM = re.compile(r"[^\W_]+")
-_SIMPLE = literal_column("'simple'::regconfig")
+_SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
 
 
 async def get_owned(db: AsyncSession, user_id: int, conversation_id: str) -> Conversation:
@@ -76,6 +76,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, "Invalid cursor", "invalid_cursor", param="before") from exc
+    if when.tzinfo is None:  # cursors are written in UTC; PostgreSQL would read local time
+        when = when.replace(tzinfo=UTC)
     return when, conv_id
 
 

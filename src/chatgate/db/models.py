@@ -155,10 +155,12 @@ class RequestLog(Base):
     __table_args__ = (
         Index("ix_requests_user_created", "user_id", "created_at"),
         Index("ix_requests_created", "created_at"),
+        # Not unique: clients may resend their own X-Request-ID.
+        Index("ix_requests_request_id", "request_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    request_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     route: Mapped[str] = mapped_column(String(64))

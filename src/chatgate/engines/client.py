@@ -109,6 +109,10 @@ class EngineClient:
                     f"The engine sent an event over {MAX_LINE_BYTES} bytes", "engine_bad_response"
                 ) from exc
             except aiohttp.ClientError as exc:
+                # aiohttp drops what it had buffered once the connection broke; the events
+                # the engine sent before it died are still part of the answer.
+                for salvaged in _buffered_lines(reader):
+                    yield salvaged
                 raise EngineError(
                     f"The engine connection broke mid-stream ({type(exc).__name__})",
                     "engine_disconnected",
@@ -149,11 +153,27 @@ async def _raise_for_upstream_status(endpoint: Endpoint, response: aiohttp.Clien
         response.release()
     message = _upstream_message(body) or f"HTTP {response.status}"
     log.warning("engine %s answered %s: %s", endpoint.name, response.status, body[:500])
+    if response.status in (401, 403, 404):
+        # The gateway's own engine configuration is wrong (credentials, model name):
+        # nothing the client could fix, and it must not look like the client's bad key.
+        raise EngineError(f"The engine refused the gateway: {message}", "engine_misconfigured")
     if 400 <= response.status < 500:
         # The engine rejected the request itself (e.g. too long for its context): the
         # client can fix it, so pass the engine's reason on with the same status.
         raise EngineError(message, "engine_rejected", response.status)
     raise EngineError(f"The engine failed: {message}", "engine_error", 502)
+
+
+def _buffered_lines(reader: aiohttp.StreamReader) -> list[bytes]:
+    """Complete, non-empty lines still buffered in a reader that failed (aiohttp internals:
+    nothing public reads past the error; a missing attribute just means nothing salvaged)."""
+    buffer = getattr(reader, "_buffer", None)
+    offset = getattr(reader, "_buffer_offset", 0)
+    if not buffer:
+        return []
+    data = b"".join(buffer)[offset:]
+    complete, _, _partial = data.rpartition(b"\n")
+    return [line.rstrip(b"\r") for line in complete.split(b"\n") if line.rstrip(b"\r")]
 
 
 def _upstream_message(body: bytes) -> str | None:

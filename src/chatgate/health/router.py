@@ -55,8 +55,12 @@ async def _check_redis(state: AppState) -> dict[str, Any]:
 
 async def _check_engines(state: AppState) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for model in state.registry.models():
-        await asyncio.gather(*(check_endpoint(state.engines, ep) for ep in model.endpoints))
+    models = state.registry.models()
+    # All endpoints at once: a probe must not take (models x timeout) when engines hang.
+    await asyncio.gather(
+        *(check_endpoint(state.engines, ep) for model in models for ep in model.endpoints)
+    )
+    for model in models:
         endpoints = [
             {"name": ep.name, "url": ep.root_url, "healthy": ep.healthy, "error": ep.last_error}
             for ep in model.endpoints

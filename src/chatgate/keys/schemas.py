@@ -5,6 +5,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from chatgate.auth.scopes import Scope
+
 
 def _as_utc(value: datetime | None) -> datetime | None:
     """A timestamp without a zone means UTC (PostgreSQL would read it in the server's zone)."""
@@ -20,7 +22,7 @@ UTCTimestamp = Annotated[datetime | None, AfterValidator(_as_utc)]
 
 class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default_factory=list, max_length=32)
+    scopes: list[Scope] = Field(default_factory=list, max_length=8)
     expires_at: UTCTimestamp = None
     limits: dict[str, int] = Field(default_factory=dict)
 

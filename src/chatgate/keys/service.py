@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ async def create_key(
     user_id: int,
     name: str,
     *,
-    scopes: list[str] | None = None,
+    scopes: Sequence[str] | None = None,
     expires_at: datetime | None = None,
     limits: dict[str, Any] | None = None,
 ) -> tuple[ApiKey, str]:
@@ -27,7 +28,7 @@ async def create_key(
         name=name,
         prefix=apikeys.display_prefix(plaintext),
         key_hash=apikeys.hash_key(plaintext),
-        scopes=scopes or [],
+        scopes=list(scopes or []),
         limits=limits or {},
         expires_at=expires_at,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -32,15 +34,50 @@ async def _handle(
         await state.usage.record(service.rejected_row(identity, request_id, route, body, exc))
         raise
     if not payload.get("stream"):
-        data = await service.complete(call)
-        return Response(orjson.dumps(data), media_type="application/json")
+        complete = asyncio.ensure_future(service.complete(call))
+        if not await _finished_unless_disconnected(request, complete):
+            return Response(status_code=499)  # nobody is listening any more
+        return Response(orjson.dumps(complete.result()), media_type="application/json")
     stats = StreamStats()
-    upstream = await service.open_upstream(call, stats)
+    opening = asyncio.ensure_future(service.open_upstream(call, stats))
+    if not await _finished_unless_disconnected(request, opening):
+        service.record_cancelled(call, stats)
+        return Response(status_code=499)
+    upstream = opening.result()
     return StreamingResponse(
         service.relay_stream(call, upstream, stats),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )
+
+
+async def _finished_unless_disconnected(request: Request, work: asyncio.Future[Any]) -> bool:
+    """Wait for ``work``; if the client disconnects first, cancel it and return False.
+
+    The server does not cancel a handler whose client left, so a non-streamed request
+    watches for the disconnect itself: cancelling closes the engine connection, which
+    aborts the generation (SPEC 8).
+    """
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if work.done():
+        return True
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return False
+
+
+async def _disconnected(request: Request) -> None:
+    # The body was read already: the next message is the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/chat/completions", response_model=None)

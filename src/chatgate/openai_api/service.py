@@ -6,6 +6,7 @@ the handler close the engine connection at once, which aborts the generation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ class RelayCall:
     payload: dict[str, Any]
     client_wants_usage: bool
     prompt_estimate: int
+    accounted: bool = False  # its one usage row was handed to the writer
 
 
 def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
@@ -160,21 +162,35 @@ async def open_upstream(call: RelayCall, stats: StreamStats) -> aiohttp.ClientRe
         )
     except EngineError as exc:
         call.endpoint.outstanding -= 1
-        await call.state.usage.record(usage_row(call, stats, "error", exc.status_code, exc.message))
+        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
         raise APIError(exc.status_code, exc.message, exc.code) from exc
+    except BaseException:  # cancelled (the client left): the request was never opened
+        call.endpoint.outstanding -= 1
+        raise
 
 
 async def complete(call: RelayCall) -> dict[str, Any]:
+    """A non-streamed answer; cancelled (the client left), the engine request is aborted."""
     stats = StreamStats()
-    response = await open_upstream(call, stats)
+    try:
+        response = await open_upstream(call, stats)
+    except asyncio.CancelledError:
+        record_cancelled(call, stats)
+        raise
     try:
         data = await call.state.engines.read_json(response)
     except EngineError as exc:
-        await call.state.usage.record(usage_row(call, stats, "error", exc.status_code, exc.message))
-        raise APIError(exc.status_code, exc.message, exc.code) from exc
-    finally:
-        response.release()
+        response.close()
         call.endpoint.outstanding -= 1
+        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
+        raise APIError(exc.status_code, exc.message, exc.code) from exc
+    except asyncio.CancelledError:
+        response.close()  # closing the connection aborts the engine's generation
+        call.endpoint.outstanding -= 1
+        record_cancelled(call, stats)
+        raise
+    response.release()
+    call.endpoint.outstanding -= 1
     stats.observe({"usage": data.get("usage")})
     choices = data.get("choices") or [{}]
     stats.finish_reason = choices[0].get("finish_reason")
@@ -182,16 +198,22 @@ async def complete(call: RelayCall) -> dict[str, Any]:
         # No usage from the engine: estimate from the answer rather than count zero.
         stats.completion_tokens = estimate_text_tokens(_answer_text(choices))
     data["model"] = call.model.id
-    await call.state.usage.record(usage_row(call, stats, "ok", 200))
+    await _record(call, usage_row(call, stats, "ok", 200))
     return data
 
 
 async def relay_stream(
     call: RelayCall, response: aiohttp.ClientResponse, stats: StreamStats
 ) -> AsyncIterator[bytes]:
-    """SSE bytes for the client; the usage row is committed before ``[DONE]``."""
+    """SSE bytes for the client; the usage row is committed before ``[DONE]``.
+
+    Only content is yielded while the outcome is open; the error event (if any) comes
+    after the row was handed to the writer, so a client that leaves at any point cannot
+    make the row go missing.
+    """
     status, code = "cancelled", 499
     error: str | None = "client disconnected"
+    error_event: bytes | None = None
     try:
         async for line in call.state.engines.lines(response):
             out = _translate(call, line, stats)
@@ -201,10 +223,10 @@ async def relay_stream(
         if stats.finish_reason is None:
             status, code = "error", 502
             error = "The engine ended the stream unexpectedly"
-            yield _error_event(error, "engine_disconnected")
+            error_event = _error_event(error, "engine_disconnected")
     except EngineError as exc:
         status, code, error = "error", exc.status_code, exc.message
-        yield _error_event(exc.message, exc.code)
+        error_event = _error_event(exc.message, exc.code)
     except Exception as exc:
         status, code, error = "error", 500, f"internal error ({type(exc).__name__})"
         raise
@@ -216,12 +238,30 @@ async def relay_stream(
         call.endpoint.outstanding -= 1
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
-            call.state.usage.record_nowait(usage_row(call, stats, status, code, error))
+            _record_nowait(call, usage_row(call, stats, status, code, error))
     row = usage_row(call, stats, status, code, error)
-    await call.state.usage.record(row)
+    await _record(call, row)
+    if error_event is not None:
+        yield error_event
     if call.client_wants_usage and stats.prompt_tokens is None and status == "ok":
         yield _usage_event(call, row)  # the engine sent none (llama.cpp): the gateway's count
     yield DONE_LINE + b"\n\n"
+
+
+def record_cancelled(call: RelayCall, stats: StreamStats) -> None:
+    """Account a request whose client left (unless its row is already on its way)."""
+    _record_nowait(call, usage_row(call, stats, "cancelled", 499, "client disconnected"))
+
+
+async def _record(call: RelayCall, row: UsageRecord) -> None:
+    call.accounted = True
+    await call.state.usage.record(row)
+
+
+def _record_nowait(call: RelayCall, row: UsageRecord) -> None:
+    if not call.accounted:
+        call.accounted = True
+        call.state.usage.record_nowait(row)
 
 
 def _answer_text(choices: list[Any]) -> str:

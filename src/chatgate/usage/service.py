@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,9 +114,9 @@ class UsageWriter:
     async def _insert_pending(self, pending: list[dict[str, Any]]) -> None:
         """Commit ``pending`` (emptying it as rows commit).
 
-        A row the database refuses (a client that reuses its X-Request-ID, a user deleted
-        meanwhile) must not sink the rows batched with it: on an integrity error the batch
-        is committed row by row, and a refused row is repaired rather than dropped.
+        A row the database refuses (its user or key deleted meanwhile) must not sink the
+        rows batched with it: on an integrity error the batch is committed row by row,
+        and a refused row is repaired rather than dropped.
         """
         try:
             await self._insert(pending)
@@ -131,16 +130,9 @@ class UsageWriter:
             pending.pop(0)
 
     async def _insert_one(self, value: dict[str, Any]) -> None:
-        # A duplicate request id (the column is unique) gets a suffix; a user or key
-        # deleted meanwhile is dropped from the row, like ON DELETE SET NULL would.
-        unique = {**value, "request_id": _unique_request_id(value["request_id"])}
-        variants = (
-            value,
-            {**value, "user_id": None, "api_key_id": None},
-            unique,
-            {**unique, "user_id": None, "api_key_id": None},
-        )
-        for variant in variants:
+        # A user or key deleted meanwhile is dropped from the row, as ON DELETE SET NULL
+        # would have done had the row been there first.
+        for variant in (value, {**value, "user_id": None, "api_key_id": None}):
             try:
                 await self._insert([variant])
                 return
@@ -153,7 +145,3 @@ class UsageWriter:
             await session.execute(insert(RequestLog), values)
             await session.commit()
 
-
-def _unique_request_id(request_id: str) -> str:
-    """The id of a second row for the same request id (the column is unique, 64 chars)."""
-    return f"{request_id[:55]}-{uuid.uuid4().hex[:8]}"

@@ -156,15 +156,14 @@ def upgrade() -> None:
         sa.Column("engine", sa.String(256)),
         sa.Column("prompt_tokens", sa.Integer(), nullable=False),
         sa.Column("completion_tokens", sa.Integer(), nullable=False),
-        sa.Column("ttft_ms", sa.Float()),
-        sa.Column("latency_ms", sa.Float(), nullable=False),
+        sa.Column("ttft_ms", sa.Double()),
+        sa.Column("latency_ms", sa.Double(), nullable=False),
         sa.Column("status", sa.String(24), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
         sa.Column("finish_reason", sa.String(32)),
         sa.Column("error", sa.Text()),
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_requests"),
-        sa.UniqueConstraint("request_id", name="uq_requests_request_id"),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name="fk_requests_user_id_users", ondelete="SET NULL"
         ),
@@ -177,6 +176,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_requests_user_created", "requests", ["user_id", "created_at"])
     op.create_index("ix_requests_created", "requests", ["created_at"])
+    op.create_index("ix_requests_request_id", "requests", ["request_id"])
 
     dialect = op.get_bind().dialect.name
     for statement in SQLITE_SEARCH if dialect == "sqlite" else POSTGRES_SEARCH:
