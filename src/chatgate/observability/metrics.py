@@ -1,0 +1,76 @@
+"""Prometheus metrics (namespace ``chatgate_``), one registry per app.
+
+Labels stay low-cardinality: routes, model ids, engine names, statuses. Never user ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "chatgate_requests_total", "Chat and /v1 requests by outcome",
+            ["route", "model", "status"], registry=r,
+        )
+        self.request_duration = Histogram(
+            "chatgate_request_duration_seconds", "End-to-end request latency",
+            ["route", "model"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.ttft = Histogram(
+            "chatgate_time_to_first_token_seconds", "Time to the first generated token",
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.itl = Histogram(
+            "chatgate_inter_token_latency_seconds", "Gap between streamed chunks",
+            ["model"], buckets=TOKEN_GAP_BUCKETS, registry=r,
+        )
+        self.tokens = Counter(
+            "chatgate_tokens_total", "Tokens by model and direction (input/output)",
+            ["model", "direction"], registry=r,
+        )
+        self.active_streams = Gauge(
+            "chatgate_active_streams", "Streams being generated right now", registry=r
+        )
+        self.ratelimit_rejections = Counter(
+            "chatgate_ratelimit_rejections_total", "Requests refused by a limit or quota",
+            ["limit"], registry=r,
+        )
+        self.ratelimit_fallback = Gauge(
+            "chatgate_ratelimit_fallback",
+            "1 while Redis is unreachable and limits are enforced per process", registry=r,
+        )
+        self.engine_up = Gauge(
+            "chatgate_engine_up", "1 if the engine endpoint passed its last health check",
+            ["engine"], registry=r,
+        )
+        self.engine_latency = Histogram(
+            "chatgate_engine_response_seconds", "Time until an engine answered with headers",
+            ["engine"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.db_latency = Histogram(
+            "chatgate_db_latency_seconds", "Database round trips of the health probe and writes",
+            ["operation"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.usage_write_failures = Counter(
+            "chatgate_usage_write_failures_total", "Usage rows the database refused", registry=r
+        )
+        self.gpu_memory_used = Gauge(
+            "chatgate_gpu_memory_used_bytes", "GPU memory in use", ["gpu"], registry=r
+        )
+        self.gpu_memory_total = Gauge(
+            "chatgate_gpu_memory_total_bytes", "GPU memory", ["gpu"], registry=r
+        )
+        self.gpu_utilization = Gauge(
+            "chatgate_gpu_utilization_ratio", "GPU utilisation (0-1)", ["gpu"], registry=r
+        )
+        self.gpu_temperature = Gauge(
+            "chatgate_gpu_temperature_celsius", "GPU temperature", ["gpu"], registry=r
+        )
+        self.gpu_power = Gauge("chatgate_gpu_power_watts", "GPU power draw", ["gpu"], registry=r)
