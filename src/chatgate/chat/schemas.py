@@ -29,9 +29,25 @@ class ChatRequest(SamplingParams):
     messages: list[ChatMessageIn] | None = None
     model: str | None = Field(default=None, max_length=128)
     system_prompt: str | None = Field(default=None, max_length=100_000)
+    # Branching: answer again after this user message (regenerate), or put the new
+    # message after this one (edit and resend; null = a new first message).
+    parent_id: int | None = None
+    regenerate: bool = False
+
+    @property
+    def branches(self) -> bool:
+        return "parent_id" in self.model_fields_set
 
     @model_validator(mode="after")
     def _one_input(self) -> ChatRequest:
+        if (self.branches or self.regenerate) and self.conversation_id is None:
+            raise ValueError("'parent_id' and 'regenerate' need a 'conversation_id'")
+        if self.regenerate:
+            if self.parent_id is None or self.message is not None or self.messages is not None:
+                raise ValueError("'regenerate' needs 'parent_id' (a user message) and no message")
+            return self
+        if self.branches and self.messages is not None:
+            raise ValueError("'parent_id' goes with 'message', not 'messages'")
         if (self.message is None) == (self.messages is None):
             raise ValueError("send exactly one of 'message' or 'messages'")
         if self.message is not None and not self.message.strip():

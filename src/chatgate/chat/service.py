@@ -105,10 +105,30 @@ async def _conversation(
     return conversation, False
 
 
+def _prior_path(body: ChatRequest, messages: list[Message]) -> list[Message]:
+    """The branch the new turn continues: up to ``parent_id``, else up to the newest message."""
+    if not body.branches and not body.regenerate:
+        return conversations.branch_path(messages, messages[-1].id if messages else None)
+    if body.parent_id is None:
+        return []
+    parent = next((m for m in messages if m.id == body.parent_id), None)
+    if parent is None:
+        raise APIError(
+            404, "parent_id is not a message of this conversation", "not_found", param="parent_id"
+        )
+    if body.regenerate and parent.role != "user":
+        raise APIError(
+            400, "regenerate needs the id of a user message", "invalid_parent", param="parent_id"
+        )
+    return conversations.branch_path(messages, parent.id)
+
+
 def _turn_messages(
     body: ChatRequest, prior: list[Message], is_new: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
     """(context sent to the engine, messages to store, system prompt from the body)."""
+    if body.regenerate:
+        return _history(prior), [], None
     if body.message is not None:
         new = {"role": "user", "content": body.message}
         return [*_history(prior), new], [new], None
@@ -158,7 +178,8 @@ async def prepare(
             body.model or conversation.model or identity.settings.get("default_model")
         )
         params = sampling_params(body, model, identity.settings, settings)
-        prior = [] if is_new else await conversations.messages_of(db, conversation.id)
+        stored = [] if is_new else await conversations.messages_of(db, conversation.id)
+        prior = _prior_path(body, stored)
         context, to_store, body_system = _turn_messages(body, prior, is_new)
         system = body_system or conversation.system_prompt or identity.settings.get("system_prompt")
         engine_messages = ([{"role": "system", "content": system}] if system else []) + context

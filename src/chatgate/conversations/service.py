@@ -65,6 +65,17 @@ async def messages_of(db: AsyncSession, conversation_id: str) -> list[Message]:
     return list((await db.scalars(query)).all())
 
 
+def branch_path(messages: list[Message], tip_id: int | None) -> list[Message]:
+    """The messages from the first one down to ``tip_id`` along parent links."""
+    by_id = {message.id: message for message in messages}
+    path: list[Message] = []
+    current = by_id.get(tip_id) if tip_id is not None else None
+    while current is not None and len(path) <= len(messages):
+        path.append(current)
+        current = by_id.get(current.parent_id) if current.parent_id is not None else None
+    return path[::-1]
+
+
 def encode_cursor(conversation: Conversation) -> str:
     raw = f"{conversation.updated_at.isoformat()}|{conversation.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
