@@ -131,7 +131,7 @@ async def test_the_request_id_reaches_the_engine_and_the_client(gateway: Gateway
 
 async def test_security_headers(gateway: Gateway) -> None:
     async with gateway.client() as http:
-        for path in ("/health", "/v1/models", "/no/such/route", "/api/auth/verify"):
+        for path in ("/health", "/v1/models", "/api/no/such/route", "/api/auth/verify"):
             assert_security_headers(await http.get(path))
         for path in ("/docs", "/openapi.json", "/redoc"):
             response = await http.get(path)
@@ -141,7 +141,7 @@ async def test_security_headers(gateway: Gateway) -> None:
 
 async def test_unknown_route_is_404_with_the_error_shape(gateway: Gateway) -> None:
     async with gateway.client() as http:
-        response = await http.get("/no/such/route")
+        response = await http.get("/api/no/such/route")
         v1 = await http.post("/v1/no-such-endpoint", json={})
     error = assert_error_shape(response, 404, "not_found")
     assert error["type"] == "not_found_error"
@@ -236,14 +236,14 @@ def bare_app(tmp_path: Path) -> Any:
     async def boom() -> None:
         raise RuntimeError("secret internal detail")
 
-    app.add_api_route("/boom", boom)
+    app.add_api_route("/api/boom", boom)
     return app
 
 
 async def test_unhandled_error_is_500_with_request_id_and_no_details(tmp_path: Path) -> None:
     transport = httpx.ASGITransport(app=bare_app(tmp_path), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        response = await http.get("/boom", headers={"X-Request-ID": "boom-1"})
+        response = await http.get("/api/boom", headers={"X-Request-ID": "boom-1"})
     error = assert_error_shape(response, 500, "internal_error")
     assert "secret" not in response.text
     assert error["message"] == "Internal server error"

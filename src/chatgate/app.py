@@ -34,6 +34,7 @@ from chatgate.settings import DEFAULT_MODEL_ID, Settings
 from chatgate.state import AppState
 from chatgate.usage.service import UsageWriter
 from chatgate.users.router import router as users_router
+from chatgate.web.router import spa_fallback
 
 log = logging.getLogger("chatgate")
 
@@ -169,6 +170,7 @@ def create_app(
         openai_router,
     ):
         app.include_router(router)
+    app.router.default = spa_fallback  # only when no route matched
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

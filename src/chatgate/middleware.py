@@ -28,6 +28,14 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# The web UI: its own files only; model output can never run script or load remote content.
+SPA_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    b"form-action 'self'; frame-ancestors 'none'",
+)
+_API_PATHS = ("/api/", "/v1/", "/health", "/metrics")
 
 
 def request_id_of(request: Request) -> str:
@@ -135,8 +143,10 @@ def _content_length(scope: Scope) -> int | None:
 
 def _response_headers(path: str, request_id: str) -> list[tuple[bytes, bytes]]:
     headers = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
-    if not path.startswith(_DOCS_PATHS):
+    if path.startswith(_API_PATHS):
         headers.append(API_CSP)
+    elif not path.startswith(_DOCS_PATHS):
+        headers.append(SPA_CSP)
     return headers
 
 

@@ -1,0 +1,152 @@
+// Shapes of the chatgate HTTP API (see README "HTTP API" and the OpenAPI docs at /docs).
+
+export interface ApiErrorBody {
+  error: { type?: string; message: string; code?: string | null; param?: string | null }
+}
+
+export interface TokenResponse {
+  access_token: string
+  token_type?: string
+  expires_in: number
+  refresh_token: string
+  refresh_expires_in: number
+}
+
+export interface VerifyResponse {
+  username: string
+  role: 'user' | 'admin' | string
+  exp: number | null
+  user_id: number
+}
+
+export interface SamplingDefaults {
+  temperature?: number
+  top_p?: number
+  max_tokens?: number
+  [key: string]: unknown
+}
+
+export interface ModelInfo {
+  id: string
+  name: string
+  aliases: string[]
+  default_params: SamplingDefaults
+  context_length: number | null
+  healthy: boolean
+}
+
+export interface ModelList {
+  models: ModelInfo[]
+  default: string | null
+}
+
+export interface Conversation {
+  id: string
+  title: string
+  model: string | null
+  system_prompt: string | null
+  archived: boolean
+  created_at: string
+  updated_at: string
+}
+
+export type MessageStatus = 'pending' | 'complete' | 'interrupted' | 'error' | string
+
+export interface Message {
+  id: number
+  parent_id: number | null
+  role: 'user' | 'assistant' | 'system' | string
+  content: string
+  status: MessageStatus
+  token_in: number | null
+  token_out: number | null
+  model: string | null
+  finish_reason: string | null
+  error: string | null
+  created_at: string
+}
+
+export interface ConversationDetail extends Conversation {
+  messages: Message[]
+  active_generation_id: string | null
+}
+
+export interface ConversationPage {
+  conversations: Conversation[]
+  next_cursor: string | null
+}
+
+export interface UserSettings {
+  default_model?: string | null
+  system_prompt?: string | null
+  temperature?: number | null
+  top_p?: number | null
+  max_tokens?: number | null
+  language?: string | null
+}
+
+export interface User {
+  id: number
+  username: string
+  email: string | null
+  role: string
+  disabled: boolean
+  settings: UserSettings
+  created_at: string
+}
+
+export interface ApiKey {
+  id: number
+  name: string
+  prefix: string
+  scopes: string[]
+  limits: Record<string, unknown>
+  created_at: string
+  expires_at: string | null
+  last_used_at: string | null
+  revoked_at: string | null
+}
+
+export interface ApiKeyCreated extends ApiKey {
+  key: string
+}
+
+export interface ChatRequest {
+  conversation_id?: string
+  message?: string
+  model?: string
+  system_prompt?: string
+  temperature?: number
+  top_p?: number
+  max_tokens?: number
+  parent_id?: number | null
+  regenerate?: boolean
+}
+
+/** `event: conversation` — the first event of every chat stream. */
+export interface ConversationEvent {
+  conversation_id: string
+  generation_id: string
+  user_message_id: number | null
+  assistant_message_id: number
+  title: string
+  model: string
+}
+
+export interface ChunkEvent {
+  choices?: { delta?: { content?: string | null; role?: string }; finish_reason?: string | null }[]
+}
+
+export interface DoneEvent {
+  status: 'complete' | 'interrupted' | 'error' | string
+  finish_reason: string | null
+  message_id: number
+  conversation_id: string
+}
+
+export interface UsageEvent {
+  prompt_tokens?: number
+  completion_tokens?: number
+  total_tokens?: number
+  [key: string]: unknown
+}

@@ -1,0 +1,1 @@
+"""The built web UI (frontend/ → web/static), served at / with SPA fallback."""
