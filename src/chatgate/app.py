@@ -23,12 +23,15 @@ from chatgate.conversations.router import router as conversations_router
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines.client import EngineClient, Timeouts
 from chatgate.engines.health import discover_upstream_model
+from chatgate.engines.monitor import EngineMonitor
 from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry, normalise_base_url
 from chatgate.engines.router import router as models_router
 from chatgate.errors import install_error_handlers
 from chatgate.health.router import router as health_router
 from chatgate.keys.router import router as keys_router
 from chatgate.middleware import GatewayMiddleware
+from chatgate.observability.metrics import Metrics
+from chatgate.observability.router import router as metrics_router
 from chatgate.openai_api.router import router as openai_router
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 from chatgate.state import AppState
@@ -101,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stale = await conversations.mark_stale_pending(session)
     if stale:
         log.warning("marked %d unfinished answers from a previous run as interrupted", stale)
+    metrics = Metrics()
     engines = EngineClient(
         Timeouts(
             settings.engine_connect_timeout,
@@ -108,12 +112,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.engine_idle_timeout,
         ),
         settings.engine_max_connections,
+        on_headers=lambda name, seconds: metrics.engine_latency.labels(name).observe(seconds),
     )
     await engines.start()
     registry: ModelRegistry = app.state.registry or build_registry(settings)
     await _discover_upstream_models(engines, registry)
-    usage = UsageWriter(sessionmaker)
+    usage = UsageWriter(sessionmaker, on_record=metrics.observe_usage)
     usage.start()
+    monitor = EngineMonitor(engines, registry, metrics)
+    monitor.start()
     generations = GenerationManager(
         settings.generation_orphan_seconds, settings.generation_retain_seconds
     )
@@ -132,12 +139,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         usage=usage,
         generations=generations,
         tokens=TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience),
+        metrics=metrics,
         redis=redis,
     )
     try:
         yield
     finally:
         await generations.shutdown(SHUTDOWN_DRAIN_SECONDS)
+        await monitor.close()
         await usage.close()
         await engines.close()
         if redis is not None:
@@ -168,6 +177,7 @@ def create_app(
         conversations_router,
         chat_router,
         openai_router,
+        metrics_router,
     ):
         app.include_router(router)
     app.router.default = spa_fallback  # only when no route matched

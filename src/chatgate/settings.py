@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     access_token_minutes: int = 30
     refresh_token_days: int = 7
     admin_password: SecretStr | None = None
+    metrics_token: SecretStr | None = None
 
     # --- engines
     embedded_engine: bool = True
@@ -181,7 +182,7 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """Effective configuration with secrets and credentials masked."""
         data = self.model_dump(mode="json")
-        for key in ("jwt_secret", "admin_password"):
+        for key in ("jwt_secret", "admin_password", "metrics_token"):
             if data.get(key):
                 data[key] = "********"
         data["database_url"] = mask_url(self.resolved_database_url)

@@ -11,6 +11,7 @@ from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
 from chatgate.engines.client import EngineClient
 from chatgate.engines.registry import ModelRegistry
+from chatgate.observability.metrics import Metrics
 from chatgate.settings import Settings
 from chatgate.usage.service import UsageWriter
 
@@ -25,4 +26,5 @@ class AppState:
     usage: UsageWriter
     generations: GenerationManager
     tokens: TokenCodec
+    metrics: Metrics
     redis: Redis | None = None

@@ -25,6 +25,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from chatgate.cli import lifecycle, log_files, pidfile, probe, process, service, status_report
+from chatgate.hardware.gpus import gpu_status
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -540,7 +541,7 @@ def fake_nvml(init_error: str | None = None) -> types.ModuleType:
 def test_gpu_status_reads_nvml_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
 
-    gpus = status_report.gpu_status()
+    gpus = gpu_status()
 
     assert gpus["available"] is True
     assert gpus["devices"] == [
@@ -549,8 +550,11 @@ def test_gpu_status_reads_nvml_devices(monkeypatch: pytest.MonkeyPatch) -> None:
             "name": "Fake H100",
             "memory_used_mib": 2048,
             "memory_total_mib": 81920,
+            "memory_used_bytes": 2 * 2**30,
+            "memory_total_bytes": 80 * 2**30,
             "utilization_percent": None,
             "temperature_c": 41,
+            "power_w": None,
         }
     ]
     assert list(status_report._render_gpus(gpus)) == [
@@ -562,7 +566,7 @@ def test_gpu_status_reads_nvml_devices(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gpu_status_without_driver(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(init_error="Driver Not Loaded"))
 
-    gpus = status_report.gpu_status()
+    gpus = gpu_status()
 
     assert gpus == {
         "available": False,

@@ -21,6 +21,7 @@ from chatgate.auth.passwords import hash_password
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog, User
 from chatgate.keys import service as keys
+from chatgate.observability.metrics import Metrics
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream, Recorded
 from tests.helpers import Gateway, free_port, parse_sse, start_gateway
@@ -1060,7 +1061,7 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     usage = _StubUsage()
     endpoint = Endpoint("e", "http://e/v1", "m", outstanding=1)
     call = RelayCall(
-        state=SimpleNamespace(engines=Engines(), usage=usage),  # type: ignore[arg-type]
+        state=SimpleNamespace(engines=Engines(), usage=usage, metrics=Metrics()),  # type: ignore[arg-type]
         identity=Identity(user_id=1, username="u", role="user"),
         request_id="r-1",
         route="v1.chat",

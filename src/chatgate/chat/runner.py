@@ -36,8 +36,9 @@ class Outcome:
 
 
 async def run(state: AppState, job: ChatJob) -> None:
-    stats = StreamStats()
+    stats = StreamStats(on_gap=state.metrics.token_gap_observer(job.model.id))
     endpoint: Endpoint | None = None
+    state.metrics.active_streams.inc()
     try:
         endpoint = state.registry.pick(job.model)
         outcome = await _relay(state, job, endpoint, stats)
@@ -49,6 +50,8 @@ async def run(state: AppState, job: ChatJob) -> None:
     except Exception as exc:  # never leave a client without a terminal event
         log.exception("generation %s crashed", job.generation.id)
         outcome = Outcome("error", "internal_error", f"Internal error ({type(exc).__name__})", 500)
+    finally:
+        state.metrics.active_streams.dec()
     # Shielded: a second cancellation (shutdown) must not lose the final save.
     await asyncio.shield(_finish(state, job, endpoint, stats, outcome))
 

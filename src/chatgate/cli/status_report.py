@@ -6,7 +6,6 @@ gateway's ``/health`` and ``/health/ready`` endpoints, and NVML for the GPUs.
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Iterator
@@ -16,11 +15,11 @@ from typing import Any
 from chatgate.cli.pidfile import live_record
 from chatgate.cli.probe import base_url, fetch_json, health_ok
 from chatgate.cli.process import pid_alive
+from chatgate.hardware.gpus import gpu_status
 from chatgate.settings import Settings
 
 ENGINE_STATE_GLOB = "engine-*.json"
 EXIT_NOT_RUNNING = 3  # LSB init-script convention for "program is not running"
-NO_NVML_MESSAGE = "no GPU detected (NVML not available)"
 
 
 def read_engine_states(run_dir: Path) -> list[dict[str, Any]]:
@@ -85,53 +84,6 @@ def _readiness(url: str) -> dict[str, Any]:
 def _check(checks: dict[str, Any], name: str) -> dict[str, Any]:
     value = checks.get(name)
     return dict(value) if isinstance(value, dict) else {}
-
-
-def gpu_status() -> dict[str, Any]:
-    """GPUs via NVML; any NVML problem becomes a "no GPU" answer instead of an error."""
-    try:
-        nvml = importlib.import_module("pynvml")
-    except ImportError:
-        return {"available": False, "message": NO_NVML_MESSAGE, "devices": []}
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as exc:
-        return {"available": False, "message": f"no GPU detected (NVML: {exc})", "devices": []}
-    try:
-        devices = [_gpu_device(nvml, index) for index in range(int(nvml.nvmlDeviceGetCount()))]
-    except nvml.NVMLError as exc:
-        return {"available": False, "message": f"GPU query failed (NVML: {exc})", "devices": []}
-    finally:
-        nvml.nvmlShutdown()
-    if not devices:
-        return {"available": False, "message": "no GPU detected (NVML found none)", "devices": []}
-    return {"available": True, "message": f"{len(devices)} GPU(s)", "devices": devices}
-
-
-def _gpu_device(nvml: Any, index: int) -> dict[str, Any]:
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    name = nvml.nvmlDeviceGetName(handle)
-    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-    device: dict[str, Any] = {
-        "index": index,
-        "name": name.decode() if isinstance(name, bytes) else str(name),
-        "memory_used_mib": int(memory.used) // 2**20,
-        "memory_total_mib": int(memory.total) // 2**20,
-        "utilization_percent": None,
-        "temperature_c": None,
-    }
-    # Not every GPU reports these (e.g. MIG slices); leave them null rather than fail.
-    try:
-        device["utilization_percent"] = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-    except nvml.NVMLError:
-        pass
-    try:
-        device["temperature_c"] = int(
-            nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
-        )
-    except nvml.NVMLError:
-        pass
-    return device
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:

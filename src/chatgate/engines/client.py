@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,14 @@ class Timeouts:
 
 
 class EngineClient:
-    def __init__(self, timeouts: Timeouts, max_connections: int = 1000) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts,
+        max_connections: int = 1000,
+        on_headers: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.timeouts = timeouts
+        self._on_headers = on_headers  # (endpoint name, seconds until the engine answered)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -72,6 +79,7 @@ class EngineClient:
         """POST to the engine and return the response once its headers arrived (status 200)."""
         url = endpoint.base_url + path
         headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeouts.first_token):
                 response = await self.session.post(url, data=orjson.dumps(payload), headers=headers)
@@ -88,6 +96,8 @@ class EngineClient:
                 "engine_unavailable",
                 503,
             ) from exc
+        if self._on_headers is not None:
+            self._on_headers(endpoint.name, time.perf_counter() - started)
         if response.status != 200:
             await _raise_for_upstream_status(endpoint, response)
         return response

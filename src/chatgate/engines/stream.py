@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ class StreamStats:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    on_gap: Callable[[float], None] | None = None  # inter-token latency, per content chunk
+    last_token_at: float | None = None
 
     def observe(self, chunk: dict[str, Any]) -> str | None:
         """Account one parsed chunk; returns its text delta, if any."""
@@ -34,8 +37,12 @@ class StreamStats:
         text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         if not text:
             return None
+        now = time.monotonic()
         if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
+            self.first_token_at = now
+        elif self.on_gap is not None and self.last_token_at is not None:
+            self.on_gap(now - self.last_token_at)
+        self.last_token_at = now
         self.text_parts.append(text)
         self.content_chunks += 1
         return str(text)

@@ -5,7 +5,13 @@ Labels stay low-cardinality: routes, model ids, engine names, statuses. Never us
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from chatgate.usage.service import UsageRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -16,47 +22,71 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "chatgate_requests_total", "Chat and /v1 requests by outcome",
-            ["route", "model", "status"], registry=r,
+            "chatgate_requests_total",
+            "Chat and /v1 requests by outcome",
+            ["route", "model", "status"],
+            registry=r,
         )
         self.request_duration = Histogram(
-            "chatgate_request_duration_seconds", "End-to-end request latency",
-            ["route", "model"], buckets=LATENCY_BUCKETS, registry=r,
+            "chatgate_request_duration_seconds",
+            "End-to-end request latency",
+            ["route", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "chatgate_time_to_first_token_seconds", "Time to the first generated token",
-            ["model"], buckets=LATENCY_BUCKETS, registry=r,
+            "chatgate_time_to_first_token_seconds",
+            "Time to the first generated token",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.itl = Histogram(
-            "chatgate_inter_token_latency_seconds", "Gap between streamed chunks",
-            ["model"], buckets=TOKEN_GAP_BUCKETS, registry=r,
+            "chatgate_inter_token_latency_seconds",
+            "Gap between streamed chunks",
+            ["model"],
+            buckets=TOKEN_GAP_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter(
-            "chatgate_tokens_total", "Tokens by model and direction (input/output)",
-            ["model", "direction"], registry=r,
+            "chatgate_tokens_total",
+            "Tokens by model and direction (input/output)",
+            ["model", "direction"],
+            registry=r,
         )
         self.active_streams = Gauge(
             "chatgate_active_streams", "Streams being generated right now", registry=r
         )
         self.ratelimit_rejections = Counter(
-            "chatgate_ratelimit_rejections_total", "Requests refused by a limit or quota",
-            ["limit"], registry=r,
+            "chatgate_ratelimit_rejections_total",
+            "Requests refused by a limit or quota",
+            ["limit"],
+            registry=r,
         )
         self.ratelimit_fallback = Gauge(
             "chatgate_ratelimit_fallback",
-            "1 while Redis is unreachable and limits are enforced per process", registry=r,
+            "1 while Redis is unreachable and limits are enforced per process",
+            registry=r,
         )
         self.engine_up = Gauge(
-            "chatgate_engine_up", "1 if the engine endpoint passed its last health check",
-            ["engine"], registry=r,
+            "chatgate_engine_up",
+            "1 if the engine endpoint passed its last health check",
+            ["engine"],
+            registry=r,
         )
         self.engine_latency = Histogram(
-            "chatgate_engine_response_seconds", "Time until an engine answered with headers",
-            ["engine"], buckets=LATENCY_BUCKETS, registry=r,
+            "chatgate_engine_response_seconds",
+            "Time until an engine answered with headers",
+            ["engine"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.db_latency = Histogram(
-            "chatgate_db_latency_seconds", "Database round trips of the health probe and writes",
-            ["operation"], buckets=LATENCY_BUCKETS, registry=r,
+            "chatgate_db_latency_seconds",
+            "Database round trips of the health probe and writes",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.usage_write_failures = Counter(
             "chatgate_usage_write_failures_total", "Usage rows the database refused", registry=r
@@ -74,3 +104,18 @@ class Metrics:
             "chatgate_gpu_temperature_celsius", "GPU temperature", ["gpu"], registry=r
         )
         self.gpu_power = Gauge("chatgate_gpu_power_watts", "GPU power draw", ["gpu"], registry=r)
+
+    def observe_usage(self, row: UsageRecord) -> None:
+        """Request metrics from the usage row: one source of truth for both."""
+        model = row.model or "unknown"
+        self.requests.labels(row.route, model, row.status).inc()
+        self.request_duration.labels(row.route, model).observe(row.latency_ms / 1000)
+        if row.ttft_ms is not None:
+            self.ttft.labels(model).observe(row.ttft_ms / 1000)
+        if row.prompt_tokens:
+            self.tokens.labels(model, "input").inc(row.prompt_tokens)
+        if row.completion_tokens:
+            self.tokens.labels(model, "output").inc(row.completion_tokens)
+
+    def token_gap_observer(self, model: str) -> Callable[[float], None]:
+        return self.itl.labels(model).observe

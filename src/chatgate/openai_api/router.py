@@ -38,7 +38,7 @@ async def _handle(
         if not await _finished_unless_disconnected(request, complete):
             return Response(status_code=499)  # nobody is listening any more
         return Response(orjson.dumps(complete.result()), media_type="application/json")
-    stats = StreamStats()
+    stats = StreamStats(on_gap=state.metrics.token_gap_observer(call.model.id))
     opening = asyncio.ensure_future(service.open_upstream(call, stats))
     if not await _finished_unless_disconnected(request, opening):
         service.record_cancelled(call, stats)

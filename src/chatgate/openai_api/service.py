@@ -214,6 +214,7 @@ async def relay_stream(
     status, code = "cancelled", 499
     error: str | None = "client disconnected"
     error_event: bytes | None = None
+    call.state.metrics.active_streams.inc()
     try:
         async for line in call.state.engines.lines(response):
             out = _translate(call, line, stats)
@@ -236,6 +237,7 @@ async def relay_stream(
         else:
             response.close()  # closing the connection aborts the engine's generation
         call.endpoint.outstanding -= 1
+        call.state.metrics.active_streams.dec()
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
             _record_nowait(call, usage_row(call, stats, status, code, error))

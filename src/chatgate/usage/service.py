@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,8 +48,13 @@ _Item = tuple[UsageRecord, asyncio.Future[None] | None]
 
 
 class UsageWriter:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        on_record: Callable[[UsageRecord], None] | None = None,
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._on_record = on_record
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -70,12 +76,17 @@ class UsageWriter:
     async def record(self, row: UsageRecord) -> None:
         """Queue the row and wait until it is committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((row, future))
+        self._enqueue(row, future)
         await future
 
     def record_nowait(self, row: UsageRecord) -> None:
         """Queue the row for the next commit (for paths that may not wait, e.g. cancelled)."""
-        self._queue.put_nowait((row, None))
+        self._enqueue(row, None)
+
+    def _enqueue(self, row: UsageRecord, future: asyncio.Future[None] | None) -> None:
+        if self._on_record is not None:
+            self._on_record(row)
+        self._queue.put_nowait((row, future))
 
     async def _run(self) -> None:
         while True:
