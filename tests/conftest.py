@@ -112,6 +112,8 @@ def gateway_settings(
         "engine_idle_timeout": 3.0,
         "auto_title": False,
         "embedded_engine": False,
+        # limits are tested on purpose in tests/limits; elsewhere they stay out of the way
+        "ratelimit_defaults": {"user": {}, "admin": {}},
         **extra,
     }
     return Settings(**values)

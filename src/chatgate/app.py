@@ -29,12 +29,15 @@ from chatgate.engines.router import router as models_router
 from chatgate.errors import install_error_handlers
 from chatgate.health.router import router as health_router
 from chatgate.keys.router import router as keys_router
+from chatgate.limits.service import RateLimiter
+from chatgate.limits.store import LimitStore
 from chatgate.middleware import GatewayMiddleware
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
 from chatgate.openai_api.router import router as openai_router
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 from chatgate.state import AppState
+from chatgate.usage.router import router as usage_router
 from chatgate.usage.service import UsageWriter
 from chatgate.users.router import router as users_router
 from chatgate.web.router import spa_fallback
@@ -121,6 +124,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     usage.start()
     monitor = EngineMonitor(engines, registry, metrics)
     monitor.start()
+    limit_store = LimitStore(settings.redis_url, metrics, settings.ratelimit_retry_seconds)
+    limiter = RateLimiter(limit_store, sessionmaker, metrics, settings.ratelimit_defaults)
     generations = GenerationManager(
         settings.generation_orphan_seconds, settings.generation_retain_seconds
     )
@@ -140,6 +145,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         generations=generations,
         tokens=TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience),
         metrics=metrics,
+        limits=limiter,
         redis=redis,
     )
     try:
@@ -147,6 +153,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await generations.shutdown(SHUTDOWN_DRAIN_SECONDS)
         await monitor.close()
+        await limit_store.close()
         await usage.close()
         await engines.close()
         if redis is not None:
@@ -178,6 +185,7 @@ def create_app(
         chat_router,
         openai_router,
         metrics_router,
+        usage_router,
     ):
         app.include_router(router)
     app.router.default = spa_fallback  # only when no route matched

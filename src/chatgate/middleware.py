@@ -79,7 +79,11 @@ class GatewayMiddleware:
                 return
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message["headers"] = list(message.get("headers", [])) + extra_headers
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *extra_headers,
+                    *_limit_headers(scope),
+                ]
             await send(message)
 
         try:
@@ -121,6 +125,12 @@ class GatewayMiddleware:
             return message
 
         return wrapper
+
+
+def _limit_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """X-RateLimit-* set by the limits check of this request (a 429 carries its own)."""
+    headers = scope.get("state", {}).get("ratelimit_headers") or {}
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

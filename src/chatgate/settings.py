@@ -27,6 +27,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from chatgate.limits.policy import DEFAULT_ROLE_LIMITS
+
 DEFAULT_MODEL_ID = "smollm2-135m"
 MIN_SECRET_BYTES = 32
 PLACEHOLDER_SECRETS = frozenset(
@@ -89,6 +91,15 @@ class Settings(BaseSettings):
     engine_ttft_timeout: float = 120.0
     engine_idle_timeout: float = 60.0
     engine_max_connections: int = 1000
+
+    # --- limits (role defaults; admins override per role, user and key)
+    ratelimit_defaults: dict[str, dict[str, int | None]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_ROLE_LIMITS.items()}
+    )
+    ratelimit_retry_seconds: float = 5.0
+    login_failures_per_user: int = 10
+    login_failures_per_ip: int = 50
+    login_window_minutes: int = 15
 
     # --- request caps (checked before the engine is called)
     max_body_bytes: int = 2_000_000

@@ -11,6 +11,7 @@ from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
 from chatgate.engines.client import EngineClient
 from chatgate.engines.registry import ModelRegistry
+from chatgate.limits.service import RateLimiter
 from chatgate.observability.metrics import Metrics
 from chatgate.settings import Settings
 from chatgate.usage.service import UsageWriter
@@ -27,4 +28,5 @@ class AppState:
     generations: GenerationManager
     tokens: TokenCodec
     metrics: Metrics
+    limits: RateLimiter
     redis: Redis | None = None

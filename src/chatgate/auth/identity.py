@@ -14,6 +14,8 @@ class Identity:
     settings: dict[str, Any] = field(default_factory=dict)
     api_key_id: int | None = None
     scopes: tuple[str, ...] = ()
+    limits: dict[str, Any] = field(default_factory=dict)  # the user's own overrides
+    key_limits: dict[str, Any] = field(default_factory=dict)  # the API key's limits
     session_id: str | None = None
 
     @property

@@ -29,6 +29,7 @@ def _identity(user: User, **extra: object) -> Identity:
         username=user.username,
         role=user.role,
         settings=dict(user.settings or {}),
+        limits=dict(user.limits or {}),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -141,7 +142,10 @@ async def _identity_from_key(db: AsyncSession, key: str) -> Identity:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
         await db.commit()
-    return _identity(row.user, api_key_id=row.id, scopes=tuple(row.scopes or ()))
+    return _identity(
+        row.user, api_key_id=row.id, scopes=tuple(row.scopes or ()),
+        key_limits=dict(row.limits or {}),
+    )
 
 
 async def development_identity(db: AsyncSession) -> Identity:

@@ -31,7 +31,14 @@ async def chat(
     body: ChatRequest, request: Request, identity: CurrentUser, state: StateDep
 ) -> StreamingResponse:
     """Stream an answer as SSE; the generation runs on even if this connection drops."""
-    job = await service.prepare(state, identity, body, request_id_of(request))
+    admission = await state.limits.admit(identity)
+    request.state.ratelimit_headers = admission.headers
+    try:
+        job = await service.prepare(state, identity, body, request_id_of(request))
+    except BaseException:
+        await state.limits.finish(admission, 0)
+        raise
+    job.admission = admission
     job.generation.publish("conversation", job.events)
     state.generations.launch(job.generation, runner.run(state, job))
     return _sse(job.generation, 0)

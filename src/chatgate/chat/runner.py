@@ -111,6 +111,8 @@ async def _finish(
     except Exception:
         log.exception("saving generation %s failed", generation.id)
         outcome = Outcome("error", "storage_error", "The answer could not be saved", 503)
+    if job.admission is not None:
+        await state.limits.finish(job.admission, prompt_tokens + completion_tokens)
     usage = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,

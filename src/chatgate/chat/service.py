@@ -19,6 +19,7 @@ from chatgate.conversations import service as conversations
 from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.engines.registry import ModelEntry
 from chatgate.errors import APIError
+from chatgate.limits.service import Admission
 from chatgate.settings import Settings
 from chatgate.state import AppState
 
@@ -38,6 +39,7 @@ class ChatJob:
     assistant_message_id: int
     needs_title: bool = False
     events: dict[str, Any] = field(default_factory=dict)
+    admission: Admission | None = None  # limits held until the answer is saved
 
 
 def sampling_params(

@@ -79,10 +79,21 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow
     )
+
+
+class RoleLimits(Base):
+    """Admin-set limit overrides for every account of a role (over the built-in defaults)."""
+
+    __tablename__ = "role_limits"
+
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class AuthSession(Base):
@@ -157,6 +168,7 @@ class RequestLog(Base):
         Index("ix_requests_created", "created_at"),
         # Not unique: clients may resend their own X-Request-ID.
         Index("ix_requests_request_id", "request_id"),
+        Index("ix_requests_api_key_created", "api_key_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -29,10 +29,12 @@ async def _handle(
     try:
         payload = service.validate_body(body, route, state)
         call = service.plan(state, identity, request_id, route, payload)
+        call.admission = await state.limits.admit(identity)
     except APIError as exc:
         # Refused before the engine was called: still one usage row per request.
         await state.usage.record(service.rejected_row(identity, request_id, route, body, exc))
         raise
+    request.state.ratelimit_headers = call.admission.headers
     if not payload.get("stream"):
         complete = asyncio.ensure_future(service.complete(call))
         if not await _finished_unless_disconnected(request, complete):

@@ -21,6 +21,7 @@ from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
 from chatgate.engines.registry import Endpoint, ModelEntry
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
+from chatgate.limits.service import Admission
 from chatgate.state import AppState
 from chatgate.usage.service import UsageRecord
 
@@ -43,6 +44,7 @@ class RelayCall:
     client_wants_usage: bool
     prompt_estimate: int
     accounted: bool = False  # its one usage row was handed to the writer
+    admission: Admission | None = None  # limits held until its usage row is recorded
 
 
 def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
@@ -257,13 +259,23 @@ def record_cancelled(call: RelayCall, stats: StreamStats) -> None:
 
 async def _record(call: RelayCall, row: UsageRecord) -> None:
     call.accounted = True
+    _finish_admission(call, row)
     await call.state.usage.record(row)
 
 
 def _record_nowait(call: RelayCall, row: UsageRecord) -> None:
     if not call.accounted:
         call.accounted = True
+        _finish_admission(call, row)
         call.state.usage.record_nowait(row)
+
+
+def _finish_admission(call: RelayCall, row: UsageRecord) -> None:
+    # Every call ends in exactly one usage row: the one place to free its stream slot
+    # and charge its tokens.
+    if call.admission is not None:
+        call.state.limits.finish_nowait(call.admission, row.prompt_tokens + row.completion_tokens)
+        call.admission = None
 
 
 def _answer_text(choices: list[Any]) -> str:

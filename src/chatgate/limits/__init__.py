@@ -1,0 +1,1 @@
+"""Rate limits and quotas per user and per API key (the `limits` library, moving window)."""
