@@ -29,7 +29,8 @@ from chatgate.engines.router import router as models_router
 from chatgate.errors import install_error_handlers
 from chatgate.health.router import router as health_router
 from chatgate.keys.router import router as keys_router
-from chatgate.limits.service import RateLimiter
+from chatgate.limits.router import router as limits_router
+from chatgate.limits.service import LoginPolicy, RateLimiter
 from chatgate.limits.store import LimitStore
 from chatgate.middleware import GatewayMiddleware
 from chatgate.observability.metrics import Metrics
@@ -124,8 +125,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     usage.start()
     monitor = EngineMonitor(engines, registry, metrics)
     monitor.start()
-    limit_store = LimitStore(settings.redis_url, metrics, settings.ratelimit_retry_seconds)
-    limiter = RateLimiter(limit_store, sessionmaker, metrics, settings.ratelimit_defaults)
+    limit_store = LimitStore(
+        settings.redis_url, metrics, settings.ratelimit_retry_seconds, settings.redis_prefix
+    )
+    login_policy = LoginPolicy(
+        settings.login_failures_per_user,
+        settings.login_failures_per_ip,
+        settings.login_window_minutes,
+    )
+    limiter = RateLimiter(
+        limit_store, sessionmaker, metrics, settings.ratelimit_defaults, login_policy
+    )
     generations = GenerationManager(
         settings.generation_orphan_seconds, settings.generation_retain_seconds
     )
@@ -186,6 +196,7 @@ def create_app(
         openai_router,
         metrics_router,
         usage_router,
+        limits_router,
     ):
         app.include_router(router)
     app.router.default = spa_fallback  # only when no route matched

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     # --- storage
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = "chatgate"  # namespace of every key, so deployments can share a Redis
 
     # --- auth
     jwt_secret: SecretStr | None = None

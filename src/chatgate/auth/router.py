@@ -13,8 +13,17 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 @router.post("/login")
-async def login(body: LoginRequest, state: StateDep, db: DbDep) -> TokenResponse:
-    return await service.login(db, state.tokens, state.settings, body.username, body.password)
+async def login(body: LoginRequest, request: Request, state: StateDep, db: DbDep) -> TokenResponse:
+    throttle = state.limits.logins
+    ip = request.client.host if request.client else "unknown"
+    await throttle.check(body.username, ip)
+    try:
+        tokens = await service.login(db, state.tokens, state.settings, body.username, body.password)
+    except APIError:
+        await throttle.failed(body.username, ip)
+        raise
+    await throttle.succeeded(body.username, ip)
+    return tokens
 
 
 @router.post("/refresh")

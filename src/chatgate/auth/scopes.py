@@ -10,7 +10,7 @@ Scope = Literal["openai", "chat", "profile", "admin"]
 SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "openai": ("/v1/",),
     "chat": ("/api/chat", "/api/conversations", "/api/models"),
-    "profile": ("/api/users/me", "/api/auth/verify", "/api/usage"),
+    "profile": ("/api/users/me", "/api/auth/verify", "/api/usage", "/api/limits/me"),
     "admin": ("/api/admin/",),
 }
 # Credentials are managed only from a login session, never with a key.

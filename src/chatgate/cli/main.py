@@ -15,6 +15,7 @@ import uvicorn
 
 from chatgate.app import StartupError, check_startup_safety, create_app
 from chatgate.cli import admin, bootstrap, service
+from chatgate.cli.limits import limits_app
 from chatgate.cli.usage import usage_app
 from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
 from chatgate.engines.supervisor import EngineSupervisor
@@ -30,6 +31,7 @@ app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.config_app, name="config")
 app.add_typer(usage_app, name="usage")
+app.add_typer(limits_app, name="limits")
 service.register(app)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30

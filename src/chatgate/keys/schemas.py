@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from chatgate.auth.scopes import Scope
+from chatgate.limits.policy import LimitPolicy
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -17,6 +18,11 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _valid_limits(value: dict[str, int | None]) -> dict[str, int | None]:
+    LimitPolicy.model_validate(value)  # unknown names or negative values are refused
+    return value
+
+
 UTCTimestamp = Annotated[datetime | None, AfterValidator(_as_utc)]
 
 
@@ -24,7 +30,9 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(default_factory=list, max_length=8)
     expires_at: UTCTimestamp = None
-    limits: dict[str, int] = Field(default_factory=dict)
+    limits: Annotated[dict[str, int | None], AfterValidator(_valid_limits)] = Field(
+        default_factory=dict
+    )
 
 
 class KeyOut(BaseModel):

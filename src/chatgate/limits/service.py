@@ -32,6 +32,13 @@ ROLE_CACHE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
+class LoginPolicy:
+    failures_per_user: int = 10
+    failures_per_ip: int = 50
+    window_minutes: int = 15
+
+
+@dataclass(frozen=True)
 class Subject:
     key: str  # "user:12" | "key:5"
     policy: LimitPolicy
@@ -66,14 +73,17 @@ class RateLimiter:
         sessionmaker: async_sessionmaker[AsyncSession],
         metrics: Metrics,
         role_defaults: dict[str, dict[str, Any]] | None = None,
+        login: LoginPolicy | None = None,
     ) -> None:
         self.store = store
+        self._login = login or LoginPolicy()
         self._sessionmaker = sessionmaker
-        self._metrics = metrics
+        self.metrics = metrics
         self._role_defaults = role_defaults if role_defaults is not None else DEFAULT_ROLE_LIMITS
         self._role_overrides: dict[str, dict[str, Any]] = {}
         self._roles_loaded_at = -math.inf
         self._pending: set[asyncio.Task[None]] = set()
+        self.logins = LoginThrottle(self, self._login)
 
     def invalidate_roles(self) -> None:
         self._roles_loaded_at = -math.inf
@@ -89,12 +99,19 @@ class RateLimiter:
 
     async def subjects(self, identity: Identity) -> list[Subject]:
         user_policy = (await self.role_policy(identity.role)).overlay(identity.limits)
-        found = [Subject(f"user:{identity.user_id}", user_policy, RequestLog.user_id,
-                         identity.user_id)]
+        found = [
+            Subject(f"user:{identity.user_id}", user_policy, RequestLog.user_id, identity.user_id)
+        ]
         if identity.api_key_id is not None and identity.key_limits:
             key_policy = LimitPolicy().overlay(identity.key_limits)
-            found.append(Subject(f"key:{identity.api_key_id}", key_policy,
-                                 RequestLog.api_key_id, identity.api_key_id))
+            found.append(
+                Subject(
+                    f"key:{identity.api_key_id}",
+                    key_policy,
+                    RequestLog.api_key_id,
+                    identity.api_key_id,
+                )
+            )
         return found
 
     async def admit(self, identity: Identity) -> Admission:
@@ -150,8 +167,10 @@ class RateLimiter:
 
     async def _check_budgets(self, subject: Subject) -> None:
         now = datetime.now(UTC)
-        for period, budget in (("day", subject.policy.tokens_per_day),
-                               ("month", subject.policy.tokens_per_month)):
+        for period, budget in (
+            ("day", subject.policy.tokens_per_day),
+            ("month", subject.policy.tokens_per_month),
+        ):
             if budget is None:
                 continue
             if await self.tokens_used(subject, period_start(period, now)) >= budget:
@@ -177,10 +196,13 @@ class RateLimiter:
             admission.slots.append(slot)
 
     def _reject(
-        self, limit: str, subject: Subject, retry_after: float,
+        self,
+        limit: str,
+        subject: Subject,
+        retry_after: float,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._metrics.ratelimit_rejections.labels(limit).inc()
+        self.metrics.ratelimit_rejections.labels(limit).inc()
         who = "API key" if subject.key.startswith("key:") else "account"
         seconds = max(1, math.ceil(retry_after))
         raise APIError(
@@ -190,6 +212,40 @@ class RateLimiter:
             "rate_limit_exceeded",
             headers={**(headers or {}), "Retry-After": str(seconds)},
         )
+
+
+class LoginThrottle:
+    """Failed logins per username and per client address (credential stuffing, guessing)."""
+
+    def __init__(self, limiter: RateLimiter, policy: LoginPolicy) -> None:
+        self._store = limiter.store
+        self._metrics = limiter.metrics
+        self._by_user = RateLimitItemPerMinute(policy.failures_per_user, policy.window_minutes)
+        self._by_ip = RateLimitItemPerMinute(policy.failures_per_ip, policy.window_minutes)
+
+    def _windows(self, username: str, ip: str) -> list[tuple[RateLimitItemPerMinute, str]]:
+        return [(self._by_user, f"login:user:{username.lower()}"), (self._by_ip, f"login:ip:{ip}")]
+
+    async def check(self, username: str, ip: str) -> None:
+        for item, key in self._windows(username, ip):
+            if not await self._store.test(item, key):
+                reset, _ = await self._store.window(item, key)
+                self._metrics.ratelimit_rejections.labels("login").inc()
+                seconds = max(1, math.ceil(reset - time.time()))
+                raise APIError(
+                    429,
+                    f"Too many failed logins; try again in {seconds} s",
+                    "too_many_login_attempts",
+                    headers={"Retry-After": str(seconds)},
+                )
+
+    async def failed(self, username: str, ip: str) -> None:
+        for item, key in self._windows(username, ip):
+            await self._store.hit(item, key)
+
+    async def succeeded(self, username: str, ip: str) -> None:
+        item, key = self._windows(username, ip)[0]
+        await self._store.clear(item, key)
 
 
 def _rate_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:

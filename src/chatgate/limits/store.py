@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from chatgate.observability.metrics import Metrics
+from limits import RateLimitItem
 
 log = logging.getLogger("chatgate.limits")
 
@@ -42,31 +42,42 @@ class Slot:
 
 class LimitStore:
     def __init__(
-        self, redis_url: str | None, metrics: Metrics, retry_seconds: float = 5.0
+        self,
+        redis_url: str | None,
+        metrics: Metrics,
+        retry_seconds: float = 5.0,
+        prefix: str = "chatgate",
     ) -> None:
+        self._prefix = prefix
         self._metrics = metrics
         self._retry_seconds = retry_seconds
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._local_slots: dict[str, int] = {}
         self._shared: MovingWindowRateLimiter | None = None
         self._redis: Redis | None = None
+        self._pool: ConnectionPool | None = None
         if redis_url:
-            options: dict[str, float | str | bool] = {
-                "socket_timeout": REDIS_TIMEOUT,
-                "socket_connect_timeout": REDIS_TIMEOUT,
-            }
+            # One pool for the limits storage and the slot counters, closed on shutdown.
+            self._pool = ConnectionPool.from_url(
+                redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            )
             storage = RedisStorage(
-                "async+" + redis_url, implementation="redispy", wrap_exceptions=True,
-                key_prefix="chatgate-limits", **options,
+                "async+" + redis_url,
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix=f"{prefix}-limits",
+                connection_pool=self._pool,  # type: ignore[arg-type]
             )
             self._shared = MovingWindowRateLimiter(storage)
-            self._redis = Redis.from_url(redis_url, **options)  # type: ignore[arg-type]
+            self._redis = Redis(connection_pool=self._pool)
         self._down_until = 0.0
         self.fallback = False
 
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     def _shared_usable(self) -> bool:
         return self._shared is not None and time.monotonic() >= self._down_until
@@ -122,7 +133,7 @@ class LimitStore:
 
     async def _acquire_shared(self, key: str, limit: int) -> Slot | None:
         assert self._redis is not None
-        name = f"chatgate-streams:{key}"
+        name = f"{self._prefix}-streams:{key}"
         count = int(await self._redis.incr(name))
         await self._redis.expire(name, SLOT_TTL_SECONDS)
         self._recovered()
@@ -144,6 +155,6 @@ class LimitStore:
             return
         assert self._redis is not None
         try:
-            await self._redis.decr(f"chatgate-streams:{slot.key}")
+            await self._redis.decr(f"{self._prefix}-streams:{slot.key}")
         except _FAILURES as exc:  # the key's TTL frees it later
             self._failed(exc)

@@ -1,0 +1,64 @@
+"""Changing limits: per role (over the built-in defaults), per user, per API key.
+
+Shared by the admin API and the CLI. A field set to null means unlimited; a field
+left out keeps what was there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatgate.db.models import ApiKey, RoleLimits, User
+from chatgate.errors import APIError, not_found
+from chatgate.limits.policy import LIMIT_FIELDS, LimitPolicy
+
+ROLES = ("user", "admin")
+
+
+def merged(current: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - set(LIMIT_FIELDS)
+    if unknown:
+        raise APIError(400, f"Unknown limit(s): {', '.join(sorted(unknown))}", "invalid_limits")
+    result = {**(current or {}), **changes}
+    try:
+        LimitPolicy.model_validate(result)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise APIError(400, f"{field}: {first['msg']}", "invalid_limits", param=field) from exc
+    return result
+
+
+async def set_role_limits(db: AsyncSession, role: str, changes: dict[str, Any]) -> dict[str, Any]:
+    if role not in ROLES:
+        raise not_found(f"Role '{role}'")
+    row = await db.get(RoleLimits, role)
+    if row is None:
+        row = RoleLimits(role=role, limits={})
+        db.add(row)
+    row.limits = merged(row.limits, changes)
+    await db.commit()
+    return dict(row.limits)
+
+
+async def set_user_limits(
+    db: AsyncSession, user_id: int, changes: dict[str, Any]
+) -> dict[str, Any]:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise not_found("User")
+    user.limits = merged(user.limits, changes)
+    await db.commit()
+    return dict(user.limits)
+
+
+async def set_key_limits(db: AsyncSession, key_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    key = await db.get(ApiKey, key_id)
+    if key is None:
+        raise not_found("API key")
+    key.limits = merged(key.limits, changes)
+    await db.commit()
+    return dict(key.limits)
