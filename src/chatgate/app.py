@@ -33,13 +33,14 @@ from chatgate.limits.router import router as limits_router
 from chatgate.limits.service import LoginPolicy, RateLimiter
 from chatgate.limits.store import LimitStore
 from chatgate.middleware import GatewayMiddleware
+from chatgate.observability.logging import configure_logging, log_usage
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
 from chatgate.openai_api.router import router as openai_router
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 from chatgate.state import AppState
 from chatgate.usage.router import router as usage_router
-from chatgate.usage.service import UsageWriter
+from chatgate.usage.service import UsageRecord, UsageWriter
 from chatgate.users.router import router as users_router
 from chatgate.web.router import spa_fallback
 
@@ -121,7 +122,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await engines.start()
     registry: ModelRegistry = app.state.registry or build_registry(settings)
     await _discover_upstream_models(engines, registry)
-    usage = UsageWriter(sessionmaker, on_record=metrics.observe_usage)
+
+    def on_usage(row: UsageRecord) -> None:
+        metrics.observe_usage(row)
+        log_usage(row)
+
+    usage = UsageWriter(sessionmaker, on_record=on_usage)
     usage.start()
     monitor = EngineMonitor(engines, registry, metrics)
     monitor.start()
@@ -215,4 +221,11 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving (settings from env)."""
-    return create_app(Settings())
+    settings = Settings()
+    # Worker processes are spawned fresh: they set up their own logging.
+    configure_logging(
+        settings.log_level,
+        json_output=settings.log_format == "json",
+        log_dir=settings.log_dir if settings.log_to_files else None,
+    )
+    return create_app(settings)

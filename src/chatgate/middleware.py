@@ -102,13 +102,20 @@ class GatewayMiddleware:
             raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
+            identity = scope.get("state", {}).get("identity")
             log.info(
-                "%s %s %s %.1fms rid=%s",
+                "%s %s %s",
                 scope["method"],
                 scope["path"],
                 status["code"],
-                elapsed_ms,
-                request_id,
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status_code": status["code"],
+                    "latency_ms": round(elapsed_ms, 1),
+                    "user_id": getattr(identity, "user_id", None),
+                },
             )
 
     def _limited(self, receive: Receive, too_large: dict[str, bool]) -> Receive:

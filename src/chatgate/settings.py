@@ -14,7 +14,7 @@ import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from pydantic import Field, SecretStr, field_validator
@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     development_mode: bool = False
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
+    log_format: Literal["json", "console"] = "json"
+    log_to_files: bool = False  # api.log, inference.log, system.log under data_dir/logs
 
     # --- storage
     database_url: str | None = None

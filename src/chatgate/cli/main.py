@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ from chatgate.cli.limits import limits_app
 from chatgate.cli.usage import usage_app
 from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
 from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.observability.logging import configure_logging
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
 app = typer.Typer(
@@ -37,11 +37,11 @@ service.register(app)
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def setup_logging(settings: Settings) -> None:
+    configure_logging(
+        settings.log_level,
+        json_output=settings.log_format == "json",
+        log_dir=settings.log_dir if settings.log_to_files else None,
     )
 
 
@@ -125,6 +125,7 @@ def _run_uvicorn(settings: Settings) -> None:
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": False,
+        "log_config": None,  # our structured logging, not uvicorn's own
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if settings.workers > 1:
@@ -154,7 +155,7 @@ def serve(
 ) -> None:
     """Run the gateway in the foreground (migrations, admin, embedded engine, HTTP)."""
     base = _settings(host=host, port=port, workers=workers)
-    configure_logging(base.log_level)
+    setup_logging(base)
     settings = _prepare(base)
     engines = [*settings.engines, *(engine or [])]
     supervisor: EngineSupervisor | None = None
