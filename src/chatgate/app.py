@@ -127,7 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.observe_usage(row)
         log_usage(row)
 
-    usage = UsageWriter(sessionmaker, on_record=on_usage)
+    usage = UsageWriter(sessionmaker, on_record=on_usage, metrics=metrics)
     usage.start()
     monitor = EngineMonitor(engines, registry, metrics)
     monitor.start()

@@ -51,6 +51,7 @@ async def test_metrics_after_chat_and_v1_traffic(gateway: Gateway) -> None:
                 "messages": [{"role": "user", "content": "[[status=500]]"}],
             },
         )
+        await client.get("/health/ready")
         after = (await client.get("/metrics")).text
     assert (
         value(after, "chatgate_requests_total", route="chat", model="fake-model", status="ok")
@@ -86,6 +87,8 @@ async def test_metrics_after_chat_and_v1_traffic(gateway: Gateway) -> None:
         )
         >= 2
     )
+    assert value(after, "chatgate_db_latency_seconds_count", operation="probe") >= 1
+    assert value(after, "chatgate_db_latency_seconds_count", operation="usage_commit") >= 1
     assert not re.search(r'user(_id)?="', after), "no user ids as labels"
 
 

@@ -31,11 +31,9 @@ async def _check_database(state: AppState) -> dict[str, Any]:
                 await conn.execute(text("SELECT 1"))
     except Exception as exc:  # reported in the probe's answer
         return {"ok": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {
-        "ok": True,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        "error": None,
-    }
+    seconds = time.perf_counter() - started
+    state.metrics.db_latency.labels("probe").observe(seconds)
+    return {"ok": True, "latency_ms": round(seconds * 1000, 2), "error": None}
 
 
 async def _check_redis(state: AppState) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.db.models import RequestLog
+from chatgate.observability.metrics import Metrics
 
 log = logging.getLogger("chatgate.usage")
 
@@ -52,9 +54,11 @@ class UsageWriter:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         on_record: Callable[[UsageRecord], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._on_record = on_record
+        self._metrics = metrics
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -101,6 +105,8 @@ class UsageWriter:
             for row, future in batch:
                 if error is not None:
                     log.error("usage row lost after retries: %s", asdict(row))
+                    if self._metrics is not None:
+                        self._metrics.usage_write_failures.inc()
                 if future is not None and not future.done():
                     if error is None:
                         future.set_result(None)
@@ -150,9 +156,14 @@ class UsageWriter:
             except IntegrityError as exc:
                 error: IntegrityError = exc
         log.error("usage row refused by the database: %s (%s)", value, error.orig)
+        if self._metrics is not None:
+            self._metrics.usage_write_failures.inc()
 
     async def _insert(self, values: list[dict[str, Any]]) -> None:
+        started = time.perf_counter()
         async with self._sessionmaker() as session:
             await session.execute(insert(RequestLog), values)
             await session.commit()
+        if self._metrics is not None:
+            self._metrics.db_latency.labels("usage_commit").observe(time.perf_counter() - started)
 
