@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -36,6 +37,7 @@ from chatgate.middleware import GatewayMiddleware
 from chatgate.observability.logging import configure_logging, log_usage
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
+from chatgate.observability.tracing import TracingMiddleware, make_provider
 from chatgate.openai_api.router import router as openai_router
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 from chatgate.state import AppState
@@ -118,6 +120,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ),
         settings.engine_max_connections,
         on_headers=lambda name, seconds: metrics.engine_latency.labels(name).observe(seconds),
+        tracer=app.state.tracer,
     )
     await engines.start()
     registry: ModelRegistry = app.state.registry or build_registry(settings)
@@ -172,6 +175,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await limit_store.close()
         await usage.close()
         await engines.close()
+        if app.state.tracer_provider is not None:
+            await asyncio.to_thread(app.state.tracer_provider.shutdown)  # flushes spans
         if redis is not None:
             await redis.aclose()
         await db.dispose()
@@ -215,6 +220,15 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Generation-ID"],
         )
+    provider = (
+        make_provider(settings.otlp_endpoint, settings.otel_service_name)
+        if settings.otlp_endpoint
+        else None
+    )
+    app.state.tracer_provider = provider
+    app.state.tracer = provider.get_tracer("chatgate") if provider else None
+    if app.state.tracer is not None:
+        app.add_middleware(TracingMiddleware, tracer=app.state.tracer)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

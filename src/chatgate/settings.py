@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["json", "console"] = "json"
     log_to_files: bool = False  # api.log, inference.log, system.log under data_dir/logs
+    otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318 (OTLP over HTTP)
+    otel_service_name: str = "chatgate"
 
     # --- storage
     database_url: str | None = None

@@ -30,6 +30,7 @@ class Recorded:
     finished: float | None = None
     aborted_at: float | None = None
     chunks_sent: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,7 +71,13 @@ class FakeUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
-        record = Recorded(request.headers.get("X-Request-ID"), request.path, payload, time.time())
+        record = Recorded(
+            request.headers.get("X-Request-ID"),
+            request.path,
+            payload,
+            time.time(),
+            headers=dict(request.headers),
+        )
         self.requests.append(record)
         opts = directives(payload)
         if "status" in opts:

@@ -16,8 +16,11 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp.http_exceptions import LineTooLong
+from opentelemetry.propagate import inject
+from opentelemetry.trace import Tracer
 
 from chatgate.engines.registry import Endpoint
+from chatgate.observability.tracing import engine_span
 
 log = logging.getLogger("chatgate.engines")
 
@@ -49,7 +52,9 @@ class EngineClient:
         timeouts: Timeouts,
         max_connections: int = 1000,
         on_headers: Callable[[str, float], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer
         self.timeouts = timeouts
         self._on_headers = on_headers  # (endpoint name, seconds until the engine answered)
         self._max_connections = max_connections
@@ -77,8 +82,23 @@ class EngineClient:
         self, endpoint: Endpoint, path: str, payload: dict[str, Any], request_id: str
     ) -> aiohttp.ClientResponse:
         """POST to the engine and return the response once its headers arrived (status 200)."""
-        url = endpoint.base_url + path
         headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+        attributes = {
+            "chatgate.engine": endpoint.name,
+            "server.address": endpoint.root_url,
+            "gen_ai.request.model": str(payload.get("model")),
+            "chatgate.request_id": request_id,
+        }
+        with engine_span(self._tracer, f"POST {path}", attributes) as span:
+            if self._tracer is not None:
+                inject(headers)  # traceparent: the engine's spans join this trace
+            response = await self._post(endpoint, endpoint.base_url + path, payload, headers)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _post(
+        self, endpoint: Endpoint, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeouts.first_token):
