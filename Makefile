@@ -8,12 +8,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install run test lint typecheck pytest clean help
+FRONTEND := frontend
+UI_DEPS := $(FRONTEND)/node_modules/.package-lock.json
+UI_BUILD := src/chatgate/web/static/index.html
+UI_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public $(FRONTEND)/index.html $(FRONTEND)/vite.config.ts $(FRONTEND)/package.json -type f 2>/dev/null)
+# Debian packages the checks need: the browser for the UI suite, a CJK font for Korean.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji
+
+.PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps clean help
 
 help:
 	@echo "make run      install on first use, then serve on http://127.0.0.1:8080"
 	@echo "make test     ruff, mypy --strict and pytest (unit, SQLite+PostgreSQL, end-to-end)"
 	@echo "make install  create .venv with chatgate, its dev tools and the embedded engine"
+	@echo "make ui       build the web UI (frontend/) into the package"
 
 install: $(STAMP)
 
@@ -29,7 +37,21 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c "import llama_cpp.server, chatgate; from chatgate.engines.embedded import locate_smollm2_gguf; print('[install] model:', locate_smollm2_gguf())"
 	@touch $(STAMP)
 
-run: install
+$(UI_DEPS): $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+
+$(UI_BUILD): $(UI_DEPS) $(UI_SOURCES)
+	cd $(FRONTEND) && npm run build
+
+ui: $(UI_BUILD)
+
+system-deps:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+		echo "[install] Debian packages: $(SYSTEM_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	}
+
+run: install ui
 	$(BIN)/chatgate serve
 
 lint: install
@@ -38,10 +60,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install ui system-deps
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+ui-test: $(UI_DEPS)
+	cd $(FRONTEND) && npm run lint && npm test
+
+ui-e2e: install ui system-deps
+	cd $(FRONTEND) && CHATGATE_BIN=../$(BIN)/chatgate npm run e2e:gateway
+
+test: lint typecheck pytest ui-test ui-e2e
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -150,3 +150,63 @@ export interface UsageEvent {
   total_tokens?: number
   [key: string]: unknown
 }
+
+export interface UsageRow {
+  id: number
+  request_id: string
+  created_at: string
+  user_id: number | null
+  username: string | null
+  api_key_id: number | null
+  api_key_name: string | null
+  route: string
+  model: string | null
+  engine: string | null
+  status: string
+  status_code: number
+  finish_reason: string | null
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+  ttft_ms: number | null
+  latency_ms: number
+  error: string | null
+}
+
+export interface UsagePage {
+  rows: UsageRow[]
+  next_cursor: string | null
+}
+
+export type UsageGroupBy = 'day' | 'model' | 'user' | 'key'
+
+export interface UsageGroup {
+  key: string | number | null
+  label: string | null
+  requests: number
+  ok: number
+  error: number
+  other: number
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+  avg_latency_ms: number | null
+  max_latency_ms: number | null
+  avg_ttft_ms: number | null
+}
+
+export interface UsageSummary {
+  group_by: UsageGroupBy
+  since: string | null
+  until: string | null
+  groups: UsageGroup[]
+  totals: UsageGroup
+}
+
+export interface UsageQuery {
+  since?: string
+  until?: string
+  model?: string
+  username?: string
+  status?: string
+}

@@ -1,0 +1,124 @@
+// One function per gateway endpoint the UI uses.
+
+import { ApiError, authFetch, errorFrom, request, withQuery } from './client'
+import { tokens } from './tokens'
+import type {
+  ApiKey,
+  ApiKeyCreated,
+  ChatRequest,
+  Conversation,
+  ConversationDetail,
+  ConversationPage,
+  ModelList,
+  TokenResponse,
+  UsageGroupBy,
+  UsagePage,
+  UsageQuery,
+  UsageSummary,
+  User,
+  UserSettings,
+  VerifyResponse,
+} from './types'
+
+export { ApiError } from './client'
+export type * from './types'
+
+export const api = {
+  async login(username: string, password: string): Promise<TokenResponse> {
+    const response = await fetch('/api/auth/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ username, password }),
+    })
+    if (!response.ok) throw await errorFrom(response)
+    const body = (await response.json()) as TokenResponse
+    tokens.setFromResponse(body)
+    return body
+  },
+  async logout(): Promise<void> {
+    try {
+      if (tokens.get()) await request<void>('POST', '/api/auth/logout')
+    } catch {
+      /* the session is dropped locally either way */
+    } finally {
+      tokens.clear()
+    }
+  },
+  verify: () => request<VerifyResponse>('GET', '/api/auth/verify'),
+
+  models: () => request<ModelList>('GET', '/api/models'),
+
+  listConversations: (params: { limit?: number; before?: string | null; q?: string }) =>
+    request<ConversationPage>('GET', '/api/conversations', undefined, params),
+  getConversation: (id: string) => request<ConversationDetail>('GET', `/api/conversations/${encodeURIComponent(id)}`),
+  updateConversation: (id: string, patch: Partial<Pick<Conversation, 'title' | 'system_prompt' | 'model'>>) =>
+    request<Conversation>('PATCH', `/api/conversations/${encodeURIComponent(id)}`, patch),
+  deleteConversation: (id: string) => request<void>('DELETE', `/api/conversations/${encodeURIComponent(id)}`),
+  async exportConversation(id: string, format: 'json' | 'markdown'): Promise<Blob> {
+    const path = withQuery(`/api/conversations/${encodeURIComponent(id)}/export`, { format })
+    const response = await authFetch(path)
+    if (!response.ok) throw await errorFrom(response)
+    return response.blob()
+  },
+
+  /** Starts a generation; the caller reads the SSE body. */
+  async chat(body: ChatRequest, signal?: AbortSignal): Promise<Response> {
+    const response = await authFetch('/api/chat', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      body: JSON.stringify(body),
+      signal: signal ?? null,
+    })
+    if (!response.ok || !response.body) throw await errorFrom(response)
+    return response
+  },
+  /** Reattaches to a running generation: the events after `lastEventId`. */
+  async resume(generationId: string, lastEventId: number, signal?: AbortSignal): Promise<Response> {
+    const response = await authFetch(`/api/chat/${encodeURIComponent(generationId)}/stream`, {
+      headers: { Accept: 'text/event-stream', 'Last-Event-ID': String(lastEventId) },
+      signal: signal ?? null,
+    })
+    if (!response.ok || !response.body) throw await errorFrom(response)
+    return response
+  },
+  stop: (generationId: string) =>
+    request<{ generation_id: string; stopped: boolean }>('POST', `/api/chat/${encodeURIComponent(generationId)}/stop`),
+
+  me: () => request<User>('GET', '/api/users/me'),
+  updateSettings: (settings: UserSettings) => request<User>('PATCH', '/api/users/me/settings', settings),
+  changePassword: (current_password: string, new_password: string) =>
+    request<void>('POST', '/api/users/me/password', { current_password, new_password }),
+
+  listKeys: async () => (await request<{ keys: ApiKey[] }>('GET', '/api/keys')).keys,
+  createKey: (name: string) => request<ApiKeyCreated>('POST', '/api/keys', { name }),
+  revokeKey: (id: number) => request<ApiKey>('DELETE', `/api/keys/${id}`),
+
+  listUsers: async () => (await request<{ users: User[] }>('GET', '/api/admin/users')).users,
+  createUser: (body: { username: string; password: string; email?: string | null; role: string }) =>
+    request<User>('POST', '/api/admin/users', body),
+  updateUser: (id: number, patch: { role?: string; disabled?: boolean; password?: string; email?: string | null }) =>
+    request<User>('PATCH', `/api/admin/users/${id}`, patch),
+
+  /** Usage rows, newest first (own; admins: everyone). null: this gateway has no usage API (404). */
+  async usage(query: UsageQuery & { limit?: number; before?: string | null } = {}): Promise<UsagePage | null> {
+    try {
+      return await request<UsagePage>('GET', '/api/usage', undefined, { ...query })
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null
+      throw error
+    }
+  },
+  async usageSummary(groupBy: UsageGroupBy, query: UsageQuery = {}): Promise<UsageSummary | null> {
+    try {
+      return await request<UsageSummary>('GET', '/api/usage/summary', undefined, { ...query, group_by: groupBy })
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null
+      throw error
+    }
+  },
+  async usageCsv(query: UsageQuery = {}): Promise<Blob> {
+    const response = await authFetch(withQuery('/api/usage.csv', { ...query }))
+    if (!response.ok) throw await errorFrom(response)
+    return response.blob()
+  },
+}
