@@ -13,7 +13,10 @@ UI_DEPS := $(FRONTEND)/node_modules/.package-lock.json
 UI_BUILD := src/chatgate/web/static/index.html
 UI_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public $(FRONTEND)/index.html $(FRONTEND)/vite.config.ts $(FRONTEND)/package.json -type f 2>/dev/null)
 # Debian packages the checks need: the browser for the UI suite, a CJK font for Korean.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx docker-compose postgresql-client
+# checkov pins dozens of packages of its own: it lives in a venv of its own.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 
 .PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps clean help
 
@@ -60,8 +63,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install ui system-deps
-	$(BIN)/pytest
+$(TOOLS_STAMP):
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	@echo "[install] checkov (deployment security scan) into $(TOOLS)"
+	@$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	@$(TOOLS)/bin/python -m pip install --quiet checkov==3.3.30
+	@touch $(TOOLS_STAMP)
+
+pytest: install ui system-deps $(TOOLS_STAMP)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
 
 ui-test: $(UI_DEPS)
 	cd $(FRONTEND) && npm run lint && npm test
@@ -72,4 +82,4 @@ ui-e2e: install ui system-deps
 test: lint typecheck pytest ui-test ui-e2e
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -14,6 +14,7 @@ import uvicorn
 
 from chatgate.app import StartupError, check_startup_safety, create_app
 from chatgate.cli import admin, bootstrap, service
+from chatgate.cli.backup import backup_app
 from chatgate.cli.limits import limits_app
 from chatgate.cli.usage import usage_app
 from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
@@ -32,6 +33,7 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.config_app, name="config")
 app.add_typer(usage_app, name="usage")
 app.add_typer(limits_app, name="limits")
+app.add_typer(backup_app)  # top-level `chatgate backup` and `chatgate restore`
 service.register(app)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
