@@ -18,13 +18,14 @@ SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx docker-c
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps clean help
+.PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps bench clean help
 
 help:
 	@echo "make run      install on first use, then serve on http://127.0.0.1:8080"
 	@echo "make test     ruff, mypy --strict and pytest (unit, SQLite+PostgreSQL, end-to-end)"
 	@echo "make install  create .venv with chatgate, its dev tools and the embedded engine"
 	@echo "make ui       build the web UI (frontend/) into the package"
+	@echo "make bench    gateway overhead and engine benchmarks (bench/README.md)"
 
 install: $(STAMP)
 
@@ -80,6 +81,9 @@ ui-e2e: install ui system-deps
 	cd $(FRONTEND) && CHATGATE_BIN=../$(BIN)/chatgate npm run e2e:gateway
 
 test: lint typecheck pytest ui-test ui-e2e
+
+bench: install
+	$(BIN)/python bench/run_suite.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -13,6 +13,7 @@ import typer
 import uvicorn
 
 from chatgate.app import StartupError, check_startup_safety, create_app
+from chatgate.bench.cli import bench_app
 from chatgate.cli import admin, bootstrap, service
 from chatgate.cli.backup import backup_app
 from chatgate.cli.limits import limits_app
@@ -34,6 +35,7 @@ app.add_typer(admin.config_app, name="config")
 app.add_typer(usage_app, name="usage")
 app.add_typer(limits_app, name="limits")
 app.add_typer(backup_app)  # top-level `chatgate backup` and `chatgate restore`
+app.add_typer(bench_app, name="bench")
 service.register(app)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30

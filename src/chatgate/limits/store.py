@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -21,7 +22,6 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from chatgate.observability.metrics import Metrics
-from limits import RateLimitItem
 
 log = logging.getLogger("chatgate.limits")
 

@@ -1,0 +1,113 @@
+"""The targets of issue 6, checked against a suite's results: one line each, MET or MISSED."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PART_A = "(a)"
+PART_B = "(b)"
+
+
+def _part(parts: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any] | None:
+    return next((sweep for title, sweep in parts.items() if title.startswith(prefix)), None)
+
+
+def _step(sweep: dict[str, Any], label: str) -> dict[str, Any] | None:
+    return next((s for s in sweep["steps"] if s["label"] == label), None)
+
+
+def _verdict(ok: bool, text: str) -> str:
+    return f"{'MET' if ok else 'MISSED'}: {text}"
+
+
+def _overhead(sweep: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    c1, c32, r200 = _step(sweep, "c=1"), _step(sweep, "c=32"), _step(sweep, "200/s")
+    if c1 and "chatgate" in c1["added"]:
+        extra = c1["added"]["chatgate"]["ttft_ms"]["p50"]
+        lines.append(
+            _verdict(
+                extra is not None and extra <= 2,
+                f"added TTFT p50 at c=1 {extra:.2f} ms (target <= 2 ms)",
+            )
+        )
+    if c32 and "chatgate" in c32["targets"]:
+        rps = {n: s["request_throughput"] for n, s in c32["targets"].items()}
+        if "litellm" in rps:
+            ratio = rps["chatgate"] / max(rps["litellm"], 1e-9)
+            lines.append(
+                _verdict(
+                    ratio >= 10,
+                    f"c=32 chatgate {rps['chatgate']:.0f} req/s = "
+                    f"{ratio:.1f}x LiteLLM's {rps['litellm']:.0f} (target >= 10x)",
+                )
+            )
+        else:
+            lines.append("NOT MEASURED: c=32 chatgate vs LiteLLM (LiteLLM unavailable)")
+        share = rps["chatgate"] / max(rps.get("relay", 0.0), 1e-9)
+        lines.append(
+            _verdict(
+                share >= 0.6,
+                f"c=32 chatgate = {share:.0%} of the bare relay's "
+                f"{rps.get('relay', 0):.0f} req/s (target >= 60 %)",
+            )
+        )
+    if r200 and "chatgate" in r200["added"]:
+        extra = r200["added"]["chatgate"]["ttft_ms"]["p99"]
+        errors = r200["targets"]["chatgate"]["errors"]
+        ok = extra is not None and extra <= 10 and errors == 0
+        lines.append(
+            _verdict(
+                ok,
+                f"open loop 200/s: added TTFT p99 {extra:.1f} ms, "
+                f"{errors} errors (target <= 10 ms, 0 errors)",
+            )
+        )
+    return lines
+
+
+def _engine(sweep: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    ratios = []
+    for step in sweep["steps"]:
+        t = step["targets"]
+        if "direct" in t and "chatgate" in t:
+            ratios.append(
+                t["chatgate"]["output_throughput"] / max(t["direct"]["output_throughput"], 1e-9)
+            )
+    if ratios:
+        lines.append(
+            _verdict(
+                min(ratios) >= 0.95,
+                "engine through chatgate: output tokens/s "
+                + ", ".join(f"{r:.0%}" for r in ratios)
+                + " of direct per step (target >= 95 %)",
+            )
+        )
+    c5 = _step(sweep, "c=5")
+    if c5 and "chatgate" in c5["targets"]:
+        rpm = c5["targets"]["chatgate"]["request_throughput"] * 60
+        lines.append(
+            _verdict(rpm >= 30, f"{rpm:.0f} req/min at 5 sessions through chatgate (target >= 30)")
+        )
+    stats = [s["targets"]["chatgate"] for s in sweep["steps"] if "chatgate" in s["targets"]]
+    total = sum(s["requests"] for s in stats)
+    errors = sum(s["errors"] for s in stats)
+    if total:
+        lines.append(
+            _verdict(
+                errors / total < 0.01,
+                f"engine errors through chatgate {errors}/{total} (target < 1 %)",
+            )
+        )
+    return lines
+
+
+def check(parts: dict[str, dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    overhead, engine = _part(parts, PART_A), _part(parts, PART_B)
+    if overhead:
+        lines += _overhead(overhead)
+    if engine:
+        lines += _engine(engine)
+    return lines
