@@ -41,8 +41,9 @@ from chatgate.observability.tracing import TracingMiddleware, make_provider
 from chatgate.openai_api.router import router as openai_router
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 from chatgate.state import AppState
+from chatgate.usage.record import UsageRecord
 from chatgate.usage.router import router as usage_router
-from chatgate.usage.service import UsageRecord, UsageWriter
+from chatgate.usage.service import UsageWriter
 from chatgate.users.router import router as users_router
 from chatgate.web.router import spa_fallback
 

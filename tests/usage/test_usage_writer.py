@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chatgate.db.models import RequestLog, User
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.usage import service as usage_service
-from chatgate.usage.service import UsageRecord, UsageWriter
+from chatgate.usage.record import UsageRecord
+from chatgate.usage.service import UsageWriter
 from tests.conftest import _migrated_url
 
 

@@ -22,7 +22,7 @@ from chatgate.engines.registry import Endpoint
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
 from chatgate.errors import error_body
 from chatgate.state import AppState
-from chatgate.usage.service import UsageRecord
+from chatgate.usage.record import UsageRecord
 
 log = logging.getLogger("chatgate.chat")
 

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from structlog.types import EventDict, Processor
 
-from chatgate.usage.service import UsageRecord
+from chatgate.usage.record import UsageRecord
 
 MASK = "********"
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|api_?key|authorization|cookie", re.I)

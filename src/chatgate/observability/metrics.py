@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from chatgate.usage.service import UsageRecord
+    from chatgate.usage.record import UsageRecord
 
 # 1.5 s is the seed's TTFT p50 target: a bucket edge there keeps that alert exact.
 LATENCY_BUCKETS = (

@@ -23,7 +23,7 @@ from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimat
 from chatgate.errors import APIError, error_body
 from chatgate.limits.service import Admission
 from chatgate.state import AppState
-from chatgate.usage.service import UsageRecord
+from chatgate.usage.record import UsageRecord
 
 log = logging.getLogger("chatgate.v1")
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import insert
@@ -21,29 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.db.models import RequestLog
 from chatgate.observability.metrics import Metrics
+from chatgate.usage.record import UsageRecord
 
 log = logging.getLogger("chatgate.usage")
 
 MAX_BATCH = 500
 RETRY_DELAYS = (0.2, 1.0, 3.0)
-
-
-@dataclass
-class UsageRecord:
-    request_id: str
-    route: str
-    status: str  # ok | error | cancelled | interrupted | rejected
-    status_code: int
-    user_id: int | None = None
-    api_key_id: int | None = None
-    model: str | None = None
-    engine: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    ttft_ms: float | None = None
-    latency_ms: float = 0.0
-    finish_reason: str | None = None
-    error: str | None = None
 
 
 _Item = tuple[UsageRecord, asyncio.Future[None] | None]
