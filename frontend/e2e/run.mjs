@@ -468,4 +468,5 @@ await step('no CSP violations, foreign requests, dialogs or page errors', async 
 
 const failed = results.filter((r) => !r.ok)
 console.log(`\n${results.length - failed.length}/${results.length} steps passed; screenshots in ${SHOTS}`)
+console.log(`e2e: ${results.length - failed.length} passed, ${failed.length} failed`)
 process.exit(failed.length ? 1 : 0)
