@@ -10,6 +10,7 @@
 //
 // Screenshots go to e2e/screenshots/ (git-ignored). Exit status 1 on any failure.
 
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -170,6 +171,22 @@ async function anyConversation(page) {
 function conversationIdOf(page) {
   const match = /\/c\/([^/?#]+)/.exec(new URL(page.url()).pathname)
   return match ? decodeURIComponent(match[1]) : null
+}
+
+async function unsafeDom(page) {
+  return page.evaluate(() => {
+      const out = []
+      const root = document.querySelector('main')
+      for (const el of root.querySelectorAll('*')) {
+        for (const attr of el.attributes) {
+          if (attr.name.startsWith('on')) out.push(`${el.tagName}[${attr.name}]`)
+          if (/^\s*(javascript|vbscript|data):/i.test(attr.value) && ['href', 'src', 'action', 'data', 'srcdoc'].includes(attr.name)) out.push(`${el.tagName}[${attr.name}=${attr.value}]`)
+        }
+      }
+      for (const el of root.querySelectorAll('script, iframe, object, embed, style, link, meta, form:not([class]), math, video, audio')) out.push(el.tagName)
+      for (const img of root.querySelectorAll('img')) if (!img.getAttribute('src')?.startsWith('/')) out.push(`img ${img.getAttribute('src')}`)
+      return out
+    })
 }
 
 async function send(page, text) {
@@ -333,19 +350,7 @@ try {
     await page.locator('[data-role="assistant"]').waitFor()
     await page.getByRole('button', { name: 'Show address' }).first().click()
     await page.waitForTimeout(500)
-    const findings = await page.evaluate(() => {
-      const out = []
-      const root = document.querySelector('main')
-      for (const el of root.querySelectorAll('*')) {
-        for (const attr of el.attributes) {
-          if (attr.name.startsWith('on')) out.push(`${el.tagName}[${attr.name}]`)
-          if (/^\s*(javascript|vbscript|data):/i.test(attr.value) && ['href', 'src', 'action', 'data', 'srcdoc'].includes(attr.name)) out.push(`${el.tagName}[${attr.name}=${attr.value}]`)
-        }
-      }
-      for (const el of root.querySelectorAll('script, iframe, object, embed, style, link, meta, form:not([class]), math, video, audio')) out.push(el.tagName)
-      for (const img of root.querySelectorAll('img')) if (!img.getAttribute('src')?.startsWith('/')) out.push(`img ${img.getAttribute('src')}`)
-      return out
-    })
+    const findings = await unsafeDom(page)
     assert(findings.length === 0, `unsafe DOM: ${findings.join(', ')}`)
     await shot(page, 'xss-corpus', { fullPage: false })
     await page.getByRole('button', { name: 'New chat' }).click()
@@ -357,7 +362,20 @@ try {
     await page.waitForTimeout(300)
   })
 
-  await step('settings: create an API key (shown once) and use it on /v1', async () => {
+  await step('XSS corpus streamed as model output through an engine executes and fetches nothing', async () => {
+    const created = await api(page, 'POST', '/api/conversations', { title: 'Streamed XSS', model: 'xss-fake' })
+    assert(created.status === 201, `create answered ${created.status}`)
+    await page.goto(`${BASE}/c/${created.json.id}`)
+    await send(page, 'Show me the corpus')
+    await waitStatus(page, ['complete'], 60_000)
+    const answer = await page.locator('[data-role="assistant"]').last().textContent()
+    assert(answer.includes('alert(1)'), 'the streamed corpus should be shown as text')
+    const findings = await unsafeDom(page)
+    assert(findings.length === 0, `unsafe DOM: ${findings.join(', ')}`)
+    await shot(page, 'xss-streamed', { fullPage: false })
+  })
+
+  await step('settings: create an API key (shown once) and use it with curl', async () => {
     await page.getByRole('link', { name: 'Settings' }).click()
     await page.getByRole('heading', { name: 'API keys' }).waitFor()
     await page.getByLabel('Key name').fill('e2e key')
@@ -367,16 +385,14 @@ try {
     await page.locator('tr', { hasText: 'e2e key' }).waitFor()
     await axe(page, 'settings')
     await shot(page, 'settings', { tall: true })
-    const models = await fetch(`${BASE}/v1/models`, { headers: { Authorization: `Bearer ${key}` } })
-    assert(models.ok, `/v1/models answered ${models.status}`)
-    const completion = await fetch(`${BASE}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 16 }),
-    })
-    assert(completion.ok, `/v1/chat/completions answered ${completion.status}`)
-    const body = await completion.json()
-    assert(typeof body.choices?.[0]?.message?.content === 'string', 'no completion content')
+    // the key works for programs: curl, as a user would paste it
+    const models = JSON.parse(execFileSync('curl', ['-sSf', `${BASE}/v1/models`, '-H', `Authorization: Bearer ${key}`], { encoding: 'utf8' }))
+    assert(models.data.some((m) => m.id === 'smollm2-135m'), 'curl /v1/models lists the model')
+    const completion = JSON.parse(execFileSync('curl', ['-sSf', `${BASE}/v1/chat/completions`,
+      '-H', `Authorization: Bearer ${key}`, '-H', 'Content-Type: application/json',
+      '-d', JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 16 })],
+    { encoding: 'utf8' }))
+    assert(typeof completion.choices?.[0]?.message?.content === 'string', 'no completion content from curl')
   })
 
   await step('admin: users, models and usage pages', async () => {

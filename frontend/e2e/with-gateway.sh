@@ -32,8 +32,14 @@ trap cleanup EXIT INT TERM
 
 [ -f ../src/chatgate/web/static/index.html ] || npm run build
 
+# A second engine that streams the XSS corpus as its answers (model "xss-fake").
+FAKE_PORT="$(free_port)"
+node e2e/fake-engine.mjs "$FAKE_PORT" &
+PIDS+=($!)
+for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$FAKE_PORT/v1/models" >/dev/null 2>&1 && break; sleep 0.1; done
+
 CHATGATE_DATA_DIR="$DATA" CHATGATE_ADMIN_PASSWORD="$PASSWORD" CHATGATE_HOST=127.0.0.1 CHATGATE_PORT="$PORT" \
-  "$CHATGATE" serve >"$DATA/gateway.log" 2>&1 &
+  "$CHATGATE" serve --engine "xss-fake=http://127.0.0.1:$FAKE_PORT" >"$DATA/gateway.log" 2>&1 &
 PIDS+=($!)
 
 echo "[e2e] waiting for the gateway on $GATEWAY (engine start can take a while)"
