@@ -13,7 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from argon2 import PasswordHasher
 
+from chatgate.auth import passwords
 from chatgate.db import migrate
 from chatgate.settings import Settings
 from tests.fakes.upstream import FakeUpstream
@@ -139,3 +141,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if key.startswith("CHATGATE_"):
             monkeypatch.delenv(key)
     yield
+
+
+@pytest.fixture(scope="module")
+def fast_passwords() -> Iterator[None]:
+    """Cheap argon2 parameters for API test modules that create many accounts
+    (tests/auth/test_passwords_apikeys.py checks the real parameters)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        )
+        yield

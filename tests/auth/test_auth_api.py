@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,21 +25,7 @@ from tests.helpers import PASSWORD, Gateway
 REAL_HASHER = passwords._hasher
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_setup() -> Iterator[None]:
-    """Cheap argon2 parameters (test_passwords_apikeys.py checks the real ones), and test
-    clients that skip building an SSL context they never use (~40 ms per client)."""
-    plain_client = Gateway.client
-
-    def client(self: Gateway, **kwargs: Any) -> httpx.AsyncClient:
-        return plain_client(self, **{"verify": False, **kwargs})
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-        )
-        patch.setattr(Gateway, "client", client)
-        yield
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -5,35 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
-from chatgate.auth import passwords
 from chatgate.db.models import ApiKey, Base
 from tests.helpers import Account, Gateway
 
-
-@pytest.fixture(autouse=True, scope="module")
-def fast_setup() -> Iterator[None]:
-    """Cheap argon2 parameters (test_passwords_apikeys.py checks the real ones), and test
-    clients that skip building an SSL context they never use (~40 ms per client)."""
-    plain_client = Gateway.client
-
-    def client(self: Gateway, **kwargs: Any) -> httpx.AsyncClient:
-        return plain_client(self, **{"verify": False, **kwargs})
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-        )
-        patch.setattr(Gateway, "client", client)
-        yield
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def bearer(key: str) -> dict[str, str]:
