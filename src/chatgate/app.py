@@ -34,7 +34,7 @@ from chatgate.limits.router import router as limits_router
 from chatgate.limits.service import LoginPolicy, RateLimiter
 from chatgate.limits.store import LimitStore
 from chatgate.middleware import GatewayMiddleware
-from chatgate.observability.logging import configure_logging, log_usage
+from chatgate.observability.logging import configure_from_settings, log_usage
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
 from chatgate.observability.tracing import TracingMiddleware, make_provider
@@ -238,9 +238,5 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving (settings from env)."""
     settings = Settings()
     # Worker processes are spawned fresh: they set up their own logging.
-    configure_logging(
-        settings.log_level,
-        json_output=settings.log_format == "json",
-        log_dir=settings.log_dir if settings.log_to_files else None,
-    )
+    configure_from_settings(settings)
     return create_app(settings)

@@ -20,7 +20,7 @@ from chatgate.cli.limits import limits_app
 from chatgate.cli.usage import usage_app
 from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
 from chatgate.engines.supervisor import EngineSupervisor
-from chatgate.observability.logging import configure_logging
+from chatgate.observability.logging import configure_from_settings
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
 app = typer.Typer(
@@ -39,14 +39,6 @@ app.add_typer(bench_app, name="bench")
 service.register(app)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
-
-
-def setup_logging(settings: Settings) -> None:
-    configure_logging(
-        settings.log_level,
-        json_output=settings.log_format == "json",
-        log_dir=settings.log_dir if settings.log_to_files else None,
-    )
 
 
 def say(message: str) -> None:
@@ -159,7 +151,7 @@ def serve(
 ) -> None:
     """Run the gateway in the foreground (migrations, admin, embedded engine, HTTP)."""
     base = _settings(host=host, port=port, workers=workers)
-    setup_logging(base)
+    configure_from_settings(base)
     settings = _prepare(base)
     engines = [*settings.engines, *(engine or [])]
     supervisor: EngineSupervisor | None = None

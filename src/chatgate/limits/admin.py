@@ -44,21 +44,21 @@ async def set_role_limits(db: AsyncSession, role: str, changes: dict[str, Any]) 
     return dict(row.limits)
 
 
+async def _set_owner_limits(
+    db: AsyncSession, owner: User | ApiKey | None, what: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    if owner is None:
+        raise not_found(what)
+    owner.limits = merged(owner.limits, changes)
+    await db.commit()
+    return dict(owner.limits)
+
+
 async def set_user_limits(
     db: AsyncSession, user_id: int, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    user = await db.get(User, user_id)
-    if user is None:
-        raise not_found("User")
-    user.limits = merged(user.limits, changes)
-    await db.commit()
-    return dict(user.limits)
+    return await _set_owner_limits(db, await db.get(User, user_id), "User", changes)
 
 
 async def set_key_limits(db: AsyncSession, key_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    key = await db.get(ApiKey, key_id)
-    if key is None:
-        raise not_found("API key")
-    key.limits = merged(key.limits, changes)
-    await db.commit()
-    return dict(key.limits)
+    return await _set_owner_limits(db, await db.get(ApiKey, key_id), "API key", changes)

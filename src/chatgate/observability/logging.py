@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from structlog.types import EventDict, Processor
 
+from chatgate.settings import Settings
 from chatgate.usage.record import UsageRecord
 
 MASK = "********"
@@ -146,6 +147,14 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+
+
+def configure_from_settings(settings: Settings) -> None:
+    configure_logging(
+        settings.log_level,
+        json_output=settings.log_format == "json",
+        log_dir=settings.log_dir if settings.log_to_files else None,
+    )
 
 
 inference_log = structlog.stdlib.get_logger("chatgate.inference")
