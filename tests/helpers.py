@@ -96,7 +96,8 @@ class Gateway:
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         # plain HTTP on loopback: skip building an (unused) TLS context for every client
         kwargs.setdefault("verify", False)
-        return httpx.AsyncClient(base_url=self.url, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return httpx.AsyncClient(base_url=self.url, **kwargs)
 
     async def account(self, role: str = "user") -> Account:
         """A new user with a login token and an API key."""

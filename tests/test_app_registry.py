@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chatgate.app import build_registry
+from chatgate.engines.profiles import load_profiles
 from chatgate.engines.registry import DEFAULT_ALIAS
 from chatgate.settings import Settings
 from tests.helpers import Gateway
@@ -17,14 +18,18 @@ def test_same_name_twice_makes_replicas(tmp_path: Path, clean_env: None) -> None
                  "other=http://10.0.0.5:8000/"],
         default_model="smollm2-135m",
     )
-    registry = build_registry(settings)
+    registry = build_registry(settings, load_profiles())
     small = registry.resolve("smollm2-135m")
-    assert small.name == "SmolLM2 135M Instruct" and small.context_length == 8192
+    # Named like a profile: the profile's display name, aliases and context length.
+    assert small.name == "SmolLM2-135M-Instruct" and small.context_length == 8192
+    assert small.profile_id == "smollm2-135m" and registry.resolve("smollm2") is small
     assert [ep.base_url for ep in small.endpoints] == [
         "http://127.0.0.1:9001/v1", "http://127.0.0.1:9002/v1"
     ]
     assert registry.resolve(DEFAULT_ALIAS) is small and registry.resolve(None) is small
-    assert registry.resolve("other").endpoints[0].base_url == "http://10.0.0.5:8000/v1"
+    other = registry.resolve("other")
+    assert other.endpoints[0].base_url == "http://10.0.0.5:8000/v1"
+    assert other.name == "other" and other.profile_id is None
 
 
 async def test_api_models_lists_usable_models(gateway: Gateway) -> None:

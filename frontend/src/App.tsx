@@ -14,6 +14,7 @@ import { SettingsPage } from './pages/SettingsPage'
 import { AdminUsersPage } from './pages/AdminUsersPage'
 import { UsagePage } from './pages/UsagePage'
 import { AdminModelsPage } from './pages/AdminModelsPage'
+import { AdminHardwarePage } from './pages/AdminHardwarePage'
 
 function Shell() {
   const route = useRouter((s) => s.route)
@@ -55,6 +56,9 @@ function Shell() {
       break
     case 'adminModels':
       page = <AdminModelsPage />
+      break
+    case 'adminHardware':
+      page = <AdminHardwarePage />
       break
     case 'chat':
       page = <ChatPage conversationId={route.conversationId} />

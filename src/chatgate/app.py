@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -13,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate import __version__
+from chatgate.admin.router import router as admin_router
 from chatgate.auth.router import router as auth_router
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
@@ -22,12 +25,16 @@ from chatgate.chat.router import router as chat_router
 from chatgate.conversations import service as conversations
 from chatgate.conversations.router import router as conversations_router
 from chatgate.db.session import make_engine, make_sessionmaker
+from chatgate.engines import persist
 from chatgate.engines.client import EngineClient, Timeouts
 from chatgate.engines.health import discover_upstream_model
+from chatgate.engines.manager import EngineManager
 from chatgate.engines.monitor import EngineMonitor
+from chatgate.engines.profiles import ModelProfile, ProfileError, load_profiles
 from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry, normalise_base_url
 from chatgate.engines.router import router as models_router
-from chatgate.errors import install_error_handlers
+from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.errors import APIError, install_error_handlers
 from chatgate.health.router import router as health_router
 from chatgate.keys.router import router as keys_router
 from chatgate.limits.router import router as limits_router
@@ -39,7 +46,7 @@ from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
 from chatgate.observability.tracing import TracingMiddleware, make_provider
 from chatgate.openai_api.router import router as openai_router
-from chatgate.settings import DEFAULT_MODEL_ID, Settings
+from chatgate.settings import Settings
 from chatgate.state import AppState
 from chatgate.usage.record import UsageRecord
 from chatgate.usage.router import router as usage_router
@@ -50,9 +57,6 @@ from chatgate.web.router import spa_fallback
 log = logging.getLogger("chatgate")
 
 SHUTDOWN_DRAIN_SECONDS = 20.0
-KNOWN_MODELS: dict[str, tuple[str, int]] = {
-    DEFAULT_MODEL_ID: ("SmolLM2 135M Instruct", 8192),
-}
 
 
 class StartupError(RuntimeError):
@@ -81,7 +85,8 @@ def check_startup_safety(settings: Settings) -> None:
         )
 
 
-def build_registry(settings: Settings) -> ModelRegistry:
+def build_registry(settings: Settings, profiles: dict[str, ModelProfile]) -> ModelRegistry:
+    """Attached engines grouped by model; a model named like a profile takes its details."""
     registry = ModelRegistry(settings.default_model)
     grouped: dict[str, list[Endpoint]] = {}
     for name, url in settings.attached_engines():
@@ -91,9 +96,25 @@ def build_registry(settings: Settings) -> ModelRegistry:
         )
         grouped.setdefault(name, []).append(endpoint)
     for name, endpoints in grouped.items():
-        display, context = KNOWN_MODELS.get(name, (name, None))
-        registry.add(ModelEntry(id=name, name=display, endpoints=endpoints, context_length=context))
+        profile = profiles.get(name)
+        entry = ModelEntry(id=name, name=profile.name if profile else name, endpoints=endpoints)
+        if profile is not None:
+            entry.aliases = list(profile.aliases)
+            entry.default_params = dict(profile.default_params)
+            entry.context_length = profile.max_model_len
+            entry.profile_id = profile.id
+        registry.add(entry)
     return registry
+
+
+async def _restore_model_settings(
+    sessionmaker: async_sessionmaker[AsyncSession], manager: EngineManager
+) -> None:
+    async with sessionmaker() as session:
+        stored = await persist.load(session)
+    for model_id in stored.disabled:
+        with contextlib.suppress(APIError):  # a model that is gone stays remembered only
+            manager.set_enabled(model_id, False)
 
 
 async def _discover_upstream_models(engines: EngineClient, registry: ModelRegistry) -> None:
@@ -124,8 +145,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracer=app.state.tracer,
     )
     await engines.start()
-    registry: ModelRegistry = app.state.registry or build_registry(settings)
+    profiles: dict[str, ModelProfile] = app.state.profiles
+    registry: ModelRegistry = app.state.registry or build_registry(settings, profiles)
+    registry.configure_routing(
+        settings.engine_circuit_failures,
+        settings.engine_circuit_open_seconds,
+        settings.engine_affinity_sessions,
+    )
     await _discover_upstream_models(engines, registry)
+
+    async def remember_active(profile_id: str) -> None:
+        async with sessionmaker() as session:
+            await persist.save_active(session, profile_id)
+
+    manager = EngineManager(settings, registry, profiles, on_active=remember_active)
+    for profile_id, supervisor in app.state.managed.items():
+        manager.adopt(profile_id, supervisor)
+    await _restore_model_settings(sessionmaker, manager)
 
     def on_usage(row: UsageRecord) -> None:
         metrics.observe_usage(row)
@@ -133,7 +169,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     usage = UsageWriter(sessionmaker, on_record=on_usage, metrics=metrics)
     usage.start()
-    monitor = EngineMonitor(engines, registry, metrics)
+    monitor = EngineMonitor(engines, registry, metrics, interval=settings.engine_health_interval)
     monitor.start()
     limit_store = LimitStore(
         settings.redis_url, metrics, settings.ratelimit_retry_seconds, settings.redis_prefix
@@ -166,6 +202,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tokens=TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience),
         metrics=metrics,
         limits=limiter,
+        manager=manager,
         redis=redis,
     )
     try:
@@ -173,6 +210,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await generations.shutdown(SHUTDOWN_DRAIN_SECONDS)
         await monitor.close()
+        await manager.close()
         await limit_store.close()
         await usage.close()
         await engines.close()
@@ -184,10 +222,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings | None = None, *, registry: ModelRegistry | None = None
+    settings: Settings | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+    managed: dict[str, EngineSupervisor] | None = None,
 ) -> FastAPI:
+    """The gateway app. ``managed``: engines the caller started (profile id → supervisor)
+    that the app takes over, so an admin can switch them."""
     settings = load_secret(settings or Settings())
     check_startup_safety(settings)
+    try:
+        profiles = load_profiles(settings.profiles_dir)
+    except ProfileError as exc:
+        raise StartupError(f"Refusing to start: {exc}") from exc
     app = FastAPI(
         title="chatgate",
         version=__version__,
@@ -196,9 +243,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.profiles = profiles
+    app.state.managed = dict(managed or {})
     install_error_handlers(app)
     for router in (
         health_router,
+        admin_router,
         auth_router,
         users_router,
         keys_router,

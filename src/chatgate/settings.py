@@ -96,6 +96,20 @@ class Settings(BaseSettings):
     engine_ttft_timeout: float = 120.0
     engine_idle_timeout: float = 60.0
     engine_max_connections: int = 1000
+    # Routing: consecutive failures that open an endpoint's circuit, and how long it stays
+    # open before one trial request; conversations stick to one replica (bounded map).
+    engine_circuit_failures: int = 3
+    engine_circuit_open_seconds: float = 15.0
+    engine_affinity_sessions: int = 10_000
+    engine_health_interval: float = 10.0
+    # Model profiles: the shipped ones plus an admin directory of *.yaml (same id overrides).
+    profiles_dir: Path | None = None
+    # Python that runs vLLM (its own venv or container image); managed vLLM engines use it.
+    vllm_python: str | None = None
+    # Switching models: how long in-flight requests may finish before the old engine stops,
+    # and how long the new engine may take to become ready.
+    switch_drain_seconds: float = 60.0
+    switch_ready_seconds: float = 900.0
 
     # --- limits (role defaults; admins override per role, user and key)
     ratelimit_defaults: dict[str, dict[str, int | None]] = Field(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
 from chatgate.engines.client import EngineClient
+from chatgate.engines.manager import EngineManager
 from chatgate.engines.registry import ModelRegistry
 from chatgate.limits.service import RateLimiter
 from chatgate.observability.metrics import Metrics
@@ -29,4 +30,5 @@ class AppState:
     tokens: TokenCodec
     metrics: Metrics
     limits: RateLimiter
+    manager: EngineManager
     redis: Redis | None = None

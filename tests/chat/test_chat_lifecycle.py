@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from chatgate.db.models import Message, RequestLog
 from tests.helpers import Account, Gateway, SSEEvent, parse_sse, text_of
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuits(gateway: Gateway) -> Iterator[None]:
+    """Failures made on purpose here are per request: three tests in a row must not add up
+    to an open circuit on the only replica (tests/engines covers the breaker)."""
+    yield
+    for endpoint in gateway.state.registry.endpoints():
+        endpoint.breaker.succeeded()
 
 
 class EventReader:
@@ -102,7 +113,7 @@ async def test_stop_ends_generation_aborts_engine_and_saves_partial(gateway: Gat
     events = first + rest
     assert events[-1].event == "done" and events[-1].data["status"] == "interrupted"
     record = next(
-        rec for rec in gateway.upstream.requests if "stop me" in str(rec.payload["messages"])
+        rec for rec in gateway.upstream.requests if "stop me" in str(rec.payload.get("messages"))
     )
     await wait_for(lambda: record.aborted_at is not None, 2.0)
     assert record.chunks_sent < 300

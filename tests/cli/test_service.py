@@ -555,6 +555,7 @@ def test_gpu_status_reads_nvml_devices(monkeypatch: pytest.MonkeyPatch) -> None:
             "utilization_percent": None,
             "temperature_c": 41,
             "power_w": None,
+            "power_limit_w": None,
         }
     ]
     assert list(status_report._render_gpus(gpus)) == [

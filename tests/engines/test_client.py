@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +21,7 @@ from chatgate.engines.client import (
     EngineClient,
     EngineError,
     Timeouts,
+    engine_request_id,
     parse_data_line,
 )
 from chatgate.engines.health import check_endpoint, discover_upstream_model
@@ -107,8 +109,18 @@ async def test_open_posts_json_with_the_request_id(client: EngineClient) -> None
         finally:
             response.release()
     assert seen["body"] == {"model": "m", "top_k": 3}
-    assert seen["headers"]["X-Request-ID"] == "rid-1"
+    # llama.cpp accepts only UUIDs: a client's own id goes as a stable UUID derived from it.
+    sent = seen["headers"]["X-Request-ID"]
+    assert sent == engine_request_id("rid-1") == engine_request_id("rid-1")
+    assert str(uuid.UUID(sent)) == sent
     assert seen["headers"]["Content-Type"] == "application/json"
+
+
+def test_uuid_request_ids_reach_the_engine_unchanged() -> None:
+    rid = uuid.uuid4()
+    assert engine_request_id(str(rid)) == str(rid)
+    assert engine_request_id(rid.hex) == rid.hex
+    assert engine_request_id("a") != engine_request_id("b")
 
 
 @pytest.mark.parametrize(

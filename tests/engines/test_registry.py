@@ -175,3 +175,58 @@ def test_normalise_base_url(url: str, expected: str) -> None:
 
 def test_endpoint_root_url() -> None:
     assert ep("a").root_url == "http://a:8000"
+
+
+def test_get_remove_and_all_models() -> None:
+    reg = registry()
+    assert reg.get("old") is not None and reg.get("old").enabled is False  # type: ignore[union-attr]
+    assert reg.get("l3") is None  # ids only, no aliases
+    assert [m.id for m in reg.all_models()] == ["llama", "qwen", "old"]
+    removed = reg.remove("llama")
+    assert removed is not None and removed.id == "llama"
+    assert reg.remove("llama") is None
+    assert_not_found(reg, "l3")  # its aliases went with it
+    assert_not_found(reg, "big")
+    assert reg.resolve("q").id == "qwen"  # other models' aliases stay
+    reg.default_model = "qwen"
+    assert reg.resolve(None).id == "qwen"
+
+
+def test_a_draining_model_refuses_new_requests_but_is_still_found() -> None:
+    reg = registry()
+    entry = reg.resolve("llama")
+    entry.endpoints[0].outstanding = 2  # in flight: they finish normally
+    entry.draining = True
+    with pytest.raises(APIError) as info:
+        reg.resolve("l3")
+    error = info.value
+    assert (error.status_code, error.code) == (503, "model_switching")
+    assert "being switched" in error.message and "llama" in error.message
+    assert error.headers is not None and int(error.headers["Retry-After"]) > 0
+    assert reg.lookup("llama") is entry and reg.get("llama") is entry
+    assert entry.outstanding() == 2
+    entry.draining = False
+    assert reg.resolve("llama") is entry
+
+
+def test_outstanding_sums_the_replicas() -> None:
+    entry = ModelEntry(id="m", name="M", endpoints=[ep("a", 2), ep("b", 3)])
+    assert entry.outstanding() == 5
+    assert ModelEntry(id="n", name="N", endpoints=[]).outstanding() == 0
+    assert entry.profile_id is None and entry.draining is False
+
+
+def test_endpoint_admin_view() -> None:
+    endpoint = ep("a", outstanding=1)
+    assert endpoint.kind == "attached" and endpoint.timeouts is None
+    assert endpoint.public(now=0) == {
+        "name": "a",
+        "base_url": "http://a:8000/v1",
+        "kind": "attached",
+        "healthy": True,
+        "circuit": "closed",
+        "outstanding": 1,
+        "last_error": None,
+        "metrics": None,
+        "consecutive_failures": 0,
+    }

@@ -2,8 +2,12 @@
 
 The last user message may carry directives that shape the answer, e.g.
 ``[[chunks=50 delay=0.05]]``, ``[[crash_after=3]]``, ``[[first_token_delay=2]]``,
-``[[status=500]]``, ``[[no_usage]]``, ``[[no_finish]]``, ``[[echo]]``. Every request is recorded,
-and a stream the client abandons is recorded as an abort (with its time).
+``[[status=500]]``, ``[[no_usage]]``, ``[[no_finish]]``, ``[[echo]]``, ``[[role_first]]`` (an
+empty role chunk first, as vLLM and llama.cpp send), ``[[reset]]`` (drop the connection
+before any header). ``forced`` directives apply to every request of one instance (one
+failing replica of two). Every request is recorded, and a stream the client abandons is
+recorded as an abort (with its time). ``/health`` answers 404 unless ``health_status`` is
+set (llama-cpp-python has none); ``/metrics`` serves ``metrics_text`` or 404.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from chatgate.engines.client import engine_request_id
 
 _DIRECTIVE = re.compile(r"\[\[([^\]]*)\]\]")
 DEFAULT_WORDS = ["Paris", " is", " the", " capital", " of", " France", "."]
@@ -39,19 +45,25 @@ class FakeUpstream:
     requests: list[Recorded] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     port: int = 0
+    forced: dict[str, str] = field(default_factory=dict)  # directives for every request
+    health_status: int | None = None  # None: no /health route (404)
+    metrics_text: str | None = None  # None: no /metrics route (404)
+    scrapes: int = 0  # GET /metrics calls
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server  # noqa: SLF001 - the port chosen by the OS
         assert server is not None and server.sockets
@@ -60,14 +72,31 @@ class FakeUpstream:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+
+    def served(self, request_id: str) -> list[Recorded]:
+        """Requests the gateway sent for ``request_id`` (engines get it as a UUID)."""
+        wanted = engine_request_id(request_id)
+        return [r for r in self.requests if r.request_id == wanted]
 
     def by_request_id(self, request_id: str) -> Recorded:
-        return next(r for r in self.requests if r.request_id == request_id)
+        return self.served(request_id)[0]
 
     async def _models(self, _request: web.Request) -> web.Response:
         return web.json_response(
             {"object": "list", "data": [{"id": self.model, "object": "model"}]}
         )
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        if self.health_status is None:
+            raise web.HTTPNotFound()
+        return web.Response(status=self.health_status)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        self.scrapes += 1
+        if self.metrics_text is None:
+            raise web.HTTPNotFound()
+        return web.Response(text=self.metrics_text, content_type="text/plain")
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
@@ -79,7 +108,11 @@ class FakeUpstream:
             headers=dict(request.headers),
         )
         self.requests.append(record)
-        opts = directives(payload)
+        opts = {**directives(payload), **self.forced}
+        if "reset" in opts:
+            assert request.transport is not None
+            request.transport.abort()  # the engine "dies" before answering
+            return web.Response()
         if "status" in opts:
             status = int(opts["status"])
             body = {"error": {"message": f"fake failure {status}", "type": "server_error"}}
@@ -104,6 +137,8 @@ class FakeUpstream:
         crash_after = int(opts["crash_after"]) if "crash_after" in opts else None
         try:
             await response.prepare(request)
+            if "role_first" in opts:
+                await response.write(sse(chunk(self.model, {"role": "assistant", "content": ""})))
             for index, word in enumerate(words):
                 if crash_after is not None and index == crash_after:
                     assert request.transport is not None

@@ -96,7 +96,7 @@ async def one_row(gateway: Gateway, request_id: str) -> RequestLog:
 
 
 def recorded(upstream: FakeUpstream, request_id: str) -> Recorded | None:
-    return next((r for r in upstream.requests if r.request_id == request_id), None)
+    return next(iter(upstream.served(request_id)), None)
 
 
 def assert_error_shape(body: Any, code: str | None = None) -> dict[str, Any]:
@@ -1048,11 +1048,11 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
 
     from chatgate.auth.identity import Identity
     from chatgate.engines.client import EngineError
-    from chatgate.engines.registry import Endpoint, ModelEntry
+    from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
     from chatgate.openai_api.service import RelayCall
 
     class Engines:
-        async def lines(self, _response: Any) -> AsyncIterator[bytes]:
+        async def lines(self, _response: Any, _endpoint: Any = None) -> AsyncIterator[bytes]:
             for line in lines:
                 yield line
             if fail:
@@ -1060,19 +1060,32 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
 
     usage = _StubUsage()
     endpoint = Endpoint("e", "http://e/v1", "m", outstanding=1)
+    model = ModelEntry(id="m", name="m", endpoints=[endpoint])
+    registry = ModelRegistry("m")
+    registry.add(model)
+    state = SimpleNamespace(engines=Engines(), usage=usage, metrics=Metrics(), registry=registry)
     call = RelayCall(
-        state=SimpleNamespace(engines=Engines(), usage=usage, metrics=Metrics()),  # type: ignore[arg-type]
+        state=state,  # type: ignore[arg-type]
         identity=Identity(user_id=1, username="u", role="user"),
         request_id="r-1",
         route="v1.chat",
         path="/chat/completions",
-        model=ModelEntry(id="m", name="m", endpoints=[endpoint]),
-        endpoint=endpoint,
+        model=model,
         payload={},
         client_wants_usage=False,
         prompt_estimate=3,
+        engine=endpoint.name,
     )
     return call, usage
+
+
+def _upstream(call: Any, response: _StubResponse) -> Any:
+    """An already-primed upstream (what open_upstream hands to relay_stream)."""
+    from chatgate.engines.failover import Upstream
+
+    endpoint = call.model.endpoints[0]
+    rest = call.state.engines.lines(response)
+    return Upstream(endpoint, response, [], rest)  # type: ignore[arg-type]
 
 
 def _content(word: str, finish: str | None = None) -> bytes:
@@ -1088,7 +1101,7 @@ async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_afte
 
     call, usage = _relay_call([_content("a"), _content("b")], fail=True)
     response = _StubResponse()
-    stream = relay_stream(call, response, StreamStats())  # type: ignore[arg-type]
+    stream = relay_stream(call, _upstream(call, response), StreamStats())
     received = [await anext(stream) for _ in range(leave_after + 1)]
     await stream.aclose()  # the client is gone
     assert len(usage.rows) == 1, [r.status for r in usage.rows]
@@ -1099,7 +1112,7 @@ async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_afte
         assert b'"error"' not in b"".join(received[:2])
         assert (row.status, row.status_code) == ("error", 502)
     assert response.closed and not response.released
-    assert call.endpoint.outstanding == 0
+    assert call.model.endpoints[0].outstanding == 0
 
 
 async def test_relay_stream_error_event_comes_after_the_row() -> None:
@@ -1109,7 +1122,7 @@ async def test_relay_stream_error_event_comes_after_the_row() -> None:
     call, usage = _relay_call([_content("a")], fail=True)
     response = _StubResponse()
     out: list[bytes] = []
-    async for data in relay_stream(call, response, StreamStats()):  # type: ignore[arg-type]
+    async for data in relay_stream(call, _upstream(call, response), StreamStats()):
         if b'"error"' in data:
             assert [r.status for r in usage.rows] == ["error"]
         out.append(data)
@@ -1125,11 +1138,11 @@ async def test_relay_stream_success_releases_the_connection() -> None:
         [_content("a"), _content("b", finish="stop"), b"data: [DONE]"], fail=False
     )
     response = _StubResponse()
-    out = [d async for d in relay_stream(call, response, StreamStats())]  # type: ignore[arg-type]
+    out = [d async for d in relay_stream(call, _upstream(call, response), StreamStats())]
     assert out[-1] == b"data: [DONE]\n\n" and len(out) == 3
     assert [(r.status, r.completion_tokens) for r in usage.rows] == [("ok", 2)]
     assert response.released and not response.closed
-    assert call.endpoint.outstanding == 0
+    assert call.model.endpoints[0].outstanding == 0
 
 
 async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> None:
@@ -1152,7 +1165,7 @@ async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> N
     usage = SlowUsage()
     call.state.usage = usage
     call.state.engines = FailingEngines()
-    call.endpoint.outstanding = 0
+    call.model.endpoints[0].outstanding = 0
     task = asyncio.create_task(complete(call))
     for _ in range(100):
         if usage.rows:
@@ -1162,4 +1175,4 @@ async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> N
     with pytest.raises((asyncio.CancelledError, APIError)):
         await task
     assert [(r.status, r.status_code) for r in usage.rows] == [("error", 502)]
-    assert call.endpoint.outstanding == 0
+    assert call.model.endpoints[0].outstanding == 0

@@ -3,7 +3,13 @@
 import { ApiError, authFetch, errorFrom, request, withQuery } from './client'
 import { tokens } from './tokens'
 import type {
+  AdminModel,
+  AdminModelList,
   ApiKey,
+  CompatReport,
+  EngineInfo,
+  HardwareStatus,
+  SwitchStatus,
   ApiKeyCreated,
   ChatRequest,
   Conversation,
@@ -116,6 +122,21 @@ export const api = {
       throw error
     }
   },
+  hardware: () => request<HardwareStatus>('GET', '/api/admin/hardware'),
+  adminModels: () => request<AdminModelList>('GET', '/api/admin/models'),
+  /** The compatibility report of a profile; without options, for the detected hardware. */
+  checkModel: (id: string, options: { gpus?: number | null; gpuMemory?: string | null } = {}) =>
+    request<CompatReport>('GET', `/api/admin/models/${encodeURIComponent(id)}/check`, undefined, {
+      gpus: options.gpus,
+      gpu_memory: options.gpuMemory?.trim(),
+    }),
+  switchModel: (id: string) => request<SwitchStatus>('POST', `/api/admin/models/${encodeURIComponent(id)}/switch`),
+  /** The running or last model switch (null: none since the gateway started). */
+  switchStatus: async () => (await request<{ switch: SwitchStatus | null }>('GET', '/api/admin/models/switch')).switch,
+  setModelEnabled: (id: string, enabled: boolean) =>
+    request<AdminModel>('POST', `/api/admin/models/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`),
+  engines: async () => (await request<{ engines: EngineInfo[] }>('GET', '/api/admin/engines')).engines,
+
   async usageCsv(query: UsageQuery = {}): Promise<Blob> {
     const response = await authFetch(withQuery('/api/usage.csv', { ...query }))
     if (!response.ok) throw await errorFrom(response)

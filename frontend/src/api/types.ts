@@ -210,3 +210,124 @@ export interface UsageQuery {
   username?: string
   status?: string
 }
+
+// ---- Admin: hardware, model profiles, engines, switching ----
+
+export interface GpuDevice {
+  index: number
+  name: string
+  memory_used_mib: number
+  memory_total_mib: number
+  memory_used_bytes: number
+  memory_total_bytes: number
+  utilization_percent: number | null
+  temperature_c: number | null
+  power_w: number | null
+  power_limit_w: number | null
+}
+
+export interface HardwareStatus {
+  available: boolean
+  message: string
+  devices: GpuDevice[]
+}
+
+export type EngineKind = 'vllm' | 'llamacpp' | 'openai'
+export type ModelState = 'ready' | 'starting' | 'stopped' | 'failed' | 'attached' | 'not_running'
+export type Verdict = 'fits' | 'fits_with_tp' | 'does_not_fit' | 'no_gpu' | 'cpu'
+
+export interface CompatReport {
+  profile_id: string
+  gpus: number
+  gpu_memory_bytes: number | null
+  gpu_memory_utilization: number
+  max_model_len: number
+  weights_bytes: number
+  kv_cache_bytes: number
+  overhead_bytes: number
+  required_bytes: number
+  usable_bytes_per_gpu: number | null
+  verdict: Verdict
+  tensor_parallel_size: number | null
+  message: string
+  suggested_args: string[]
+  alternatives: string[]
+}
+
+export interface EngineMetrics {
+  requests_running: number | null
+  requests_waiting: number | null
+  /** 0..1 */
+  kv_cache_usage: number | null
+}
+
+export interface EngineInfo {
+  name: string
+  model_id: string
+  base_url: string
+  kind: 'managed' | 'attached'
+  state: 'ready' | 'starting' | 'restarting' | 'failed' | 'stopped' | 'attached'
+  healthy: boolean
+  circuit: 'closed' | 'open' | 'half_open'
+  outstanding: number
+  consecutive_failures: number
+  last_error: string | null
+  pid: number | null
+  metrics: EngineMetrics | null
+}
+
+export interface AdminModel {
+  id: string
+  name: string
+  aliases: string[]
+  engine: EngineKind | null
+  /** HF model id or local path */
+  source: string | null
+  params_b: number | null
+  dtype: string | null
+  quantization: string | null
+  context_length: number | null
+  description: string
+  default_params: SamplingDefaults
+  has_profile: boolean
+  /** served by the gateway now */
+  registered: boolean
+  enabled: boolean
+  active: boolean
+  healthy: boolean | null
+  state: ModelState
+  endpoints: EngineInfo[]
+  verdict: CompatReport | null
+}
+
+export interface AdminHardwareSummary {
+  gpus: number
+  gpu_memory_bytes: number | null
+  detected: boolean
+  names: string[]
+}
+
+export interface AdminModelList {
+  active_profile: string | null
+  default_model: string | null
+  can_switch: boolean
+  switch_unavailable_reason: string | null
+  hardware: AdminHardwareSummary
+  models: AdminModel[]
+  /** How long a switch waits for in-flight requests, if the gateway says. */
+  drain_seconds?: number | null
+}
+
+export type SwitchPhase = 'draining' | 'stopping' | 'starting' | 'ready' | 'failed' | 'rolled_back'
+
+export interface SwitchStatus {
+  id: string
+  target: string
+  previous: string | null
+  phase: SwitchPhase
+  message: string
+  started_at: string
+  finished_at: string | null
+  drain_seconds: number
+  log: { at: string; message: string }[]
+}

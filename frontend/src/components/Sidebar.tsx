@@ -13,6 +13,7 @@ import {
   Users,
   BarChart3,
   Boxes,
+  Cpu,
   X,
 } from 'lucide-react'
 import { api, type Conversation } from '../api'
@@ -309,6 +310,7 @@ export function Sidebar() {
             <>
               <NavLink href="/admin/users" icon={<Users className="size-4" aria-hidden />} label={t('nav.adminUsers')} />
               <NavLink href="/admin/models" icon={<Boxes className="size-4" aria-hidden />} label={t('nav.adminModels')} />
+              <NavLink href="/admin/hardware" icon={<Cpu className="size-4" aria-hidden />} label={t('nav.adminHardware')} />
             </>
           )}
         </nav>

@@ -1,23 +1,627 @@
-import { useEffect } from 'react'
-import { RefreshCw } from 'lucide-react'
+import { useCallback, useEffect, useId, useRef, useState } from 'react'
+import { ArrowRightLeft, Circle, CircleCheck, CircleX, LoaderCircle, RefreshCw, X } from 'lucide-react'
+import { ApiError, api, type AdminModel, type AdminModelList, type CompatReport, type EngineInfo, type SwitchStatus } from '../api'
+import { useAuth } from '../stores/auth'
 import { useModels } from '../stores/models'
+import { useUi } from '../stores/ui'
 import { useT } from '../i18n'
+import { usePolling } from '../lib/polling'
+import {
+  STATUS_TONE,
+  SWITCH_STEPS,
+  TONE_CLASS,
+  TONE_DOT,
+  elapsedSeconds,
+  formatDuration,
+  formatParams,
+  gib,
+  isSwitchRunning,
+  modelStatus,
+  switchSteps,
+  type StepState,
+  type SwitchStep,
+  type Tone,
+} from '../lib/admin'
 import { PageShell } from '../components/PageShell'
+import { ConfirmDialog } from '../components/Modal'
+import { VerdictView, verdictLabel } from '../components/Verdict'
 
-/** Models the gateway offers, with live health. Management (switch, enable) arrives with the engines API. */
-export function AdminModelsPage() {
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function Badge({ tone, children, testId }: { tone: Tone; children: React.ReactNode; testId?: string }) {
+  return (
+    <span data-testid={testId} className={`inline-flex shrink-0 items-center gap-1.5 rounded-full px-2 py-0.5 text-xs font-medium ${TONE_CLASS[tone]}`}>
+      <span className={`size-1.5 rounded-full ${TONE_DOT[tone]}`} aria-hidden />
+      {children}
+    </span>
+  )
+}
+
+const MUTED = 'text-zinc-500 dark:text-zinc-400'
+
+function Fact({ label, children }: { label: string; children: React.ReactNode }) {
+  return (
+    <div className="min-w-0">
+      <dt className={`text-xs ${MUTED}`}>{label}</dt>
+      <dd className="break-words">{children}</dd>
+    </div>
+  )
+}
+
+function Overview({ list }: { list: AdminModelList }) {
   const t = useT()
-  const { models, defaultModel, loaded, error, load } = useModels()
+  const hw = list.hardware
+  const names = [...new Set(hw.names)].join(', ')
+  return (
+    <section aria-labelledby="models-overview-title" className="card">
+      <h2 id="models-overview-title" className="sr-only">
+        {t('models.overview')}
+      </h2>
+      <dl className="grid gap-x-6 gap-y-3 text-sm sm:grid-cols-3">
+        <Fact label={t('models.hardware')}>
+          {hw.detected && hw.gpus > 0 ? (
+            <span data-testid="hardware-summary">
+              {t('models.gpus', { count: hw.gpus, memory: gib(hw.gpu_memory_bytes, 0) })}
+              {names && <span className={`block text-xs ${MUTED}`}>{names}</span>}
+            </span>
+          ) : (
+            <span data-testid="hardware-summary">{t('models.noGpu')}</span>
+          )}
+        </Fact>
+        <Fact label={t('models.activeProfile')}>
+          <span className="font-mono text-xs">{list.active_profile ?? t('models.none')}</span>
+        </Fact>
+        <Fact label={t('models.default')}>
+          <span className="font-mono text-xs">{list.default_model ?? t('models.none')}</span>
+        </Fact>
+      </dl>
+      {!list.can_switch && (
+        <p className="mt-4 rounded-lg bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:bg-amber-950 dark:text-amber-200" data-testid="switch-unavailable">
+          {t('models.switchUnavailable', { reason: list.switch_unavailable_reason ?? '–' })}
+        </p>
+      )}
+    </section>
+  )
+}
+
+const STEP_ICON: Record<StepState, React.ReactNode> = {
+  done: <CircleCheck className="size-4 text-accent-700 dark:text-accent-500" aria-hidden />,
+  current: <LoaderCircle className="size-4 animate-spin text-sky-700 motion-reduce:animate-none dark:text-sky-300" aria-hidden />,
+  pending: <Circle className="size-4 text-zinc-400" aria-hidden />,
+  failed: <CircleX className="size-4 text-red-600 dark:text-red-400" aria-hidden />,
+}
+
+const PHASE_TONE: Record<SwitchStatus['phase'], Tone> = {
+  draining: 'info',
+  stopping: 'info',
+  starting: 'info',
+  ready: 'good',
+  failed: 'bad',
+  rolled_back: 'warn',
+}
+
+/** Progress of the running (or last) model switch. */
+export function SwitchPanel({
+  status,
+  reached,
+  now,
+  nameOf,
+  onHide,
+}: {
+  status: SwitchStatus
+  reached: SwitchStep | null
+  now: number
+  nameOf: (id: string | null) => string
+  onHide?: () => void
+}) {
+  const t = useT()
+  const language = useUi((s) => s.language)
+  const running = isSwitchRunning(status)
+  const steps = switchSteps(status.phase, reached)
+  const elapsed = formatDuration(elapsedSeconds(status.started_at, status.finished_at, now))
+  const time = (iso: string) => {
+    const date = new Date(iso)
+    return Number.isNaN(date.getTime()) ? iso : date.toLocaleTimeString(language, { hour12: false })
+  }
+  return (
+    <section aria-labelledby="switch-title" className="card" data-testid="switch-panel" data-phase={status.phase}>
+      <div className="flex flex-wrap items-start justify-between gap-2">
+        <div className="min-w-0">
+          <h2 id="switch-title" className="text-base font-semibold">
+            {t('models.switchTitle')}
+          </h2>
+          <p className={`break-words text-sm ${MUTED}`}>
+            {t('models.switchTarget', { previous: nameOf(status.previous), target: nameOf(status.target) })}
+          </p>
+        </div>
+        {!running && onHide && (
+          <button type="button" onClick={onHide} aria-label={t('models.switchHide')} title={t('models.switchHide')} className="rounded-md p-1 text-zinc-500 hover:bg-zinc-100 dark:text-zinc-400 dark:hover:bg-zinc-800">
+            <X className="size-4" aria-hidden />
+          </button>
+        )}
+      </div>
+      <div role="status" aria-live="polite" className="mt-3 flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
+        <Badge tone={PHASE_TONE[status.phase]} testId="switch-phase">
+          {t(`models.phase.${status.phase}`)}
+        </Badge>
+        {status.message && <span className="min-w-0 break-words">{status.message}</span>}
+      </div>
+      <p className={`mt-1 text-xs tabular-nums ${MUTED}`} data-testid="switch-elapsed">
+        {t('models.switchElapsed', { time: elapsed })}
+      </p>
+      <ol aria-label={t('models.switchSteps')} className="mt-4 grid grid-cols-2 gap-2 sm:grid-cols-4">
+        {steps.map(({ step, state }) => (
+          <li
+            key={step}
+            data-step={step}
+            data-state={state}
+            aria-current={state === 'current' ? 'step' : undefined}
+            className={`flex items-center gap-2 rounded-lg border px-2.5 py-1.5 text-sm ${
+              state === 'current'
+                ? 'border-sky-300 bg-sky-50 dark:border-sky-800 dark:bg-sky-950'
+                : state === 'failed'
+                  ? 'border-red-300 bg-red-50 dark:border-red-800 dark:bg-red-950'
+                  : 'border-zinc-200 dark:border-zinc-700'
+            }`}
+          >
+            {STEP_ICON[state]}
+            <span>{t(`models.phase.${step}`)}</span>
+            <span className="sr-only">({t(`models.step.${state}`)})</span>
+          </li>
+        ))}
+      </ol>
+      {status.log.length > 0 && (
+        <div className="mt-4">
+          <h3 id="switch-log-title" className="mb-1 text-sm font-medium">
+            {t('models.switchLog')}
+          </h3>
+          <ol
+            aria-labelledby="switch-log-title"
+            tabIndex={0}
+            className="max-h-48 space-y-0.5 overflow-y-auto rounded-lg bg-zinc-50 p-2 font-mono text-xs dark:bg-zinc-950"
+            data-testid="switch-log"
+          >
+            {status.log.map((line, i) => (
+              <li key={`${line.at}-${i}`} className="break-words">
+                <time dateTime={line.at} className={`mr-2 ${MUTED}`}>
+                  {time(line.at)}
+                </time>
+                {line.message}
+              </li>
+            ))}
+          </ol>
+        </div>
+      )}
+    </section>
+  )
+}
+
+function EnabledToggle({ model, disabled, onToggle }: { model: AdminModel; disabled: boolean; onToggle: () => void }) {
+  const t = useT()
+  return (
+    <span className="inline-flex items-center gap-2 text-xs">
+      <span aria-hidden className={MUTED}>
+        {t('models.enabled')}
+      </span>
+      <button
+        type="button"
+        role="switch"
+        aria-checked={model.enabled}
+        aria-label={t('models.enabledLabel', { name: model.name || model.id })}
+        disabled={disabled}
+        onClick={onToggle}
+        className={`relative inline-flex h-6 w-11 shrink-0 items-center rounded-full transition-colors motion-reduce:transition-none disabled:cursor-not-allowed disabled:opacity-50 ${
+          model.enabled ? 'bg-accent-700' : 'bg-zinc-400 dark:bg-zinc-600'
+        }`}
+      >
+        <span
+          aria-hidden
+          className={`inline-block size-5 rounded-full bg-white shadow transition-transform motion-reduce:transition-none ${model.enabled ? 'translate-x-5' : 'translate-x-0.5'}`}
+        />
+      </button>
+    </span>
+  )
+}
+
+function ModelCard({
+  model,
+  isDefault,
+  canSwitch,
+  busy,
+  toggling,
+  onToggle,
+  onSwitch,
+}: {
+  model: AdminModel
+  isDefault: boolean
+  canSwitch: boolean
+  busy: boolean
+  toggling: boolean
+  onToggle: () => void
+  onSwitch: () => void
+}) {
+  const t = useT()
+  const status = modelStatus(model)
+  const name = model.name || model.id
+  const precision = [model.dtype, model.quantization].filter(Boolean).join(' · ')
+  return (
+    <li className="card" data-model={model.id} data-status={status}>
+      <div className="flex flex-wrap items-start justify-between gap-x-3 gap-y-2">
+        <div className="min-w-[min(100%,14rem)] flex-1">
+          <h3 className="flex flex-wrap items-center gap-2 break-words text-base font-semibold">
+            {name}
+            {isDefault && <span className="rounded bg-zinc-100 px-1.5 py-0.5 text-xs font-medium text-zinc-700 dark:bg-zinc-800 dark:text-zinc-200">{t('common.default')}</span>}
+          </h3>
+          <p className={`break-all font-mono text-xs ${MUTED}`}>{model.id}</p>
+        </div>
+        <div className="flex items-center gap-3">
+          <Badge tone={STATUS_TONE[status]} testId="model-status">
+            {t(`models.status.${status}`)}
+          </Badge>
+          <EnabledToggle model={model} disabled={busy || toggling} onToggle={onToggle} />
+        </div>
+      </div>
+      {model.description && <p className="mt-2 text-sm text-zinc-600 dark:text-zinc-300">{model.description}</p>}
+      <dl className="mt-3 grid grid-cols-2 gap-x-4 gap-y-2 text-sm sm:grid-cols-4">
+        <Fact label={t('models.engine')}>{model.engine ?? '–'}</Fact>
+        <Fact label={t('models.size')}>{formatParams(model.params_b)}</Fact>
+        <Fact label={t('models.precision')}>{precision || '–'}</Fact>
+        <Fact label={t('models.context')}>{model.context_length ? model.context_length.toLocaleString() : '–'}</Fact>
+      </dl>
+      {(model.source || model.aliases.length > 0) && (
+        <dl className="mt-2 space-y-0.5 text-xs">
+          {model.source && (
+            <div className="flex gap-1.5">
+              <dt className={MUTED}>{t('models.source')}:</dt>
+              <dd className="min-w-0 break-all font-mono">{model.source}</dd>
+            </div>
+          )}
+          {model.aliases.length > 0 && (
+            <div className="flex gap-1.5">
+              <dt className={MUTED}>{t('models.aliases')}:</dt>
+              <dd className="min-w-0 break-all font-mono">{model.aliases.join(', ')}</dd>
+            </div>
+          )}
+        </dl>
+      )}
+      <div className="mt-3">{model.verdict ? <VerdictView report={model.verdict} /> : <p className={`text-xs ${MUTED}`}>{t('models.noVerdict')}</p>}</div>
+      {model.has_profile && (
+        <div className="mt-3 flex justify-end">
+          <button
+            type="button"
+            onClick={onSwitch}
+            disabled={busy || !canSwitch || model.active}
+            aria-label={t('models.switchTo', { name })}
+            className="btn-secondary py-1.5"
+          >
+            <ArrowRightLeft className="size-4" aria-hidden />
+            {t('models.switch')}
+          </button>
+        </div>
+      )}
+    </li>
+  )
+}
+
+const ENGINE_TONE: Record<EngineInfo['state'], Tone> = {
+  ready: 'good',
+  attached: 'good',
+  starting: 'warn',
+  restarting: 'warn',
+  failed: 'bad',
+  stopped: 'neutral',
+}
+
+const CIRCUIT_TONE: Record<EngineInfo['circuit'], Tone> = { closed: 'neutral', half_open: 'warn', open: 'bad' }
+
+function metric(value: number | null | undefined): string {
+  return value === null || value === undefined || !Number.isFinite(value) ? '–' : String(Math.round(value))
+}
+
+function EnginesSection({ engines, error }: { engines: EngineInfo[] | null; error: string | null }) {
+  const t = useT()
+  return (
+    <section aria-labelledby="engines-title" className="card">
+      <h2 id="engines-title" className="text-base font-semibold">
+        {t('engines.title')}
+      </h2>
+      <p className={`break-keep mb-3 text-sm ${MUTED}`}>{t('engines.help')}</p>
+      {error && (
+        <p role="alert" className="text-sm text-red-700 dark:text-red-400">
+          {error}
+        </p>
+      )}
+      {!engines && !error && <p className={`text-sm ${MUTED}`}>{t('common.loading')}</p>}
+      {engines && engines.length === 0 && <p className={`text-sm ${MUTED}`}>{t('engines.empty')}</p>}
+      {engines && engines.length > 0 && (
+        <ul className="divide-y divide-zinc-200 dark:divide-zinc-800">
+          {engines.map((engine) => {
+            const kv = engine.metrics?.kv_cache_usage
+            return (
+              <li key={engine.name} className="py-3 first:pt-0 last:pb-0" data-engine={engine.name}>
+                <div className="flex flex-wrap items-center gap-2">
+                  <span className="min-w-0 break-all font-mono text-sm font-medium">{engine.name}</span>
+                  <Badge tone={ENGINE_TONE[engine.state] ?? 'neutral'}>{t(`engines.state.${engine.state}`)}</Badge>
+                  <Badge tone={engine.healthy ? 'good' : 'bad'}>{engine.healthy ? t('models.healthy') : t('models.unhealthy')}</Badge>
+                </div>
+                <p className={`break-all font-mono text-xs ${MUTED}`}>{engine.base_url}</p>
+                <dl className="mt-2 grid grid-cols-2 gap-x-4 gap-y-2 text-sm sm:grid-cols-3 lg:grid-cols-6">
+                  <Fact label={t('engines.model')}>
+                    <span className="break-all font-mono text-xs">{engine.model_id}</span>
+                  </Fact>
+                  <Fact label={t('engines.kind')}>{t(`engines.kind.${engine.kind}`)}</Fact>
+                  <Fact label={t('engines.circuit')}>
+                    <Badge tone={CIRCUIT_TONE[engine.circuit] ?? 'neutral'}>{t(`engines.circuit.${engine.circuit}`)}</Badge>
+                  </Fact>
+                  <Fact label={t('engines.outstanding')}>
+                    <span className="tabular-nums">{engine.outstanding}</span>
+                  </Fact>
+                  <Fact label={t('engines.load')}>
+                    <span className="tabular-nums">
+                      {metric(engine.metrics?.requests_running)} / {metric(engine.metrics?.requests_waiting)}
+                    </span>
+                  </Fact>
+                  <Fact label={t('engines.kvCache')}>
+                    <span className="tabular-nums">{kv === null || kv === undefined ? '–' : `${Math.round(kv * 100)}%`}</span>
+                  </Fact>
+                </dl>
+                {engine.last_error && (
+                  <p className="mt-2 break-words text-xs text-red-700 dark:text-red-400">
+                    <span className="font-medium">{t('engines.lastError')}:</span> {engine.last_error}
+                  </p>
+                )}
+              </li>
+            )
+          })}
+        </ul>
+      )}
+    </section>
+  )
+}
+
+/** The compatibility check of a profile for hardware other than this machine's. */
+export function CheckForm({ models }: { models: AdminModel[] }) {
+  const t = useT()
+  const id = useId()
+  const [profile, setProfile] = useState(models[0]?.id ?? '')
+  const [gpus, setGpus] = useState('2')
+  const [memory, setMemory] = useState('24GiB')
+  const [report, setReport] = useState<CompatReport | null>(null)
+  const [error, setError] = useState<string | null>(null)
+  const [busy, setBusy] = useState(false)
+  const chosen = models.find((m) => m.id === profile) ?? models[0]
+
+  async function onSubmit(event: React.FormEvent) {
+    event.preventDefault()
+    if (!chosen) return
+    setBusy(true)
+    setError(null)
+    try {
+      setReport(await api.checkModel(chosen.id, { gpus: gpus.trim() ? Number(gpus) : null, gpuMemory: memory }))
+    } catch (err) {
+      setReport(null)
+      setError(errorText(err))
+    } finally {
+      setBusy(false)
+    }
+  }
+
+  if (models.length === 0) return null
+  const reported = report ? models.find((m) => m.id === report.profile_id) : undefined
+  return (
+    <section aria-labelledby={`${id}-title`} className="card">
+      <h2 id={`${id}-title`} className="text-base font-semibold">
+        {t('check.title')}
+      </h2>
+      <p className={`break-keep mb-3 text-sm ${MUTED}`}>{t('check.help')}</p>
+      <form onSubmit={onSubmit} className="grid gap-3 sm:grid-cols-[minmax(0,2fr)_minmax(0,1fr)_minmax(0,1fr)_auto] sm:items-end">
+        <div className="min-w-0">
+          <label htmlFor={`${id}-profile`} className="label">
+            {t('check.profile')}
+          </label>
+          <select id={`${id}-profile`} value={chosen?.id ?? ''} onChange={(e) => setProfile(e.target.value)} className="input">
+            {models.map((m) => (
+              <option key={m.id} value={m.id}>
+                {m.name || m.id}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div>
+          <label htmlFor={`${id}-gpus`} className="label">
+            {t('check.gpus')}
+          </label>
+          <input id={`${id}-gpus`} type="number" min={1} max={64} step={1} inputMode="numeric" value={gpus} onChange={(e) => setGpus(e.target.value)} className="input" />
+        </div>
+        <div>
+          <label htmlFor={`${id}-memory`} className="label">
+            {t('check.memory')}
+          </label>
+          <input
+            id={`${id}-memory`}
+            value={memory}
+            onChange={(e) => setMemory(e.target.value)}
+            placeholder={t('check.memoryHint')}
+            aria-describedby={`${id}-memory-hint`}
+            autoComplete="off"
+            spellCheck={false}
+            className="input"
+          />
+          <span id={`${id}-memory-hint`} className="sr-only">
+            {t('check.memoryHint')}
+          </span>
+        </div>
+        <button type="submit" disabled={busy} className="btn-primary">
+          {t('check.submit')}
+        </button>
+      </form>
+      {error && (
+        <p role="alert" className="mt-3 rounded-lg bg-red-50 px-3 py-2 text-sm text-red-800 dark:bg-red-950 dark:text-red-200">
+          {error}
+        </p>
+      )}
+      {report && (
+        <div className="mt-4" data-testid="check-result">
+          <h3 className="mb-2 text-sm font-medium">{t('check.result', { name: reported?.name || report.profile_id })}</h3>
+          <VerdictView report={report} open />
+        </div>
+      )}
+    </section>
+  )
+}
+
+function switchStepOf(status: SwitchStatus | null): SwitchStep | null {
+  if (!status || status.phase === 'ready') return null
+  return (SWITCH_STEPS as readonly string[]).includes(status.phase) ? (status.phase as SwitchStep) : null
+}
+
+/** Model management: profiles with status and hardware fit, switching, live engines. */
+export function AdminModelsPage({ switchPollMs = 1000, enginesPollMs = 5000 }: { switchPollMs?: number; enginesPollMs?: number }) {
+  const t = useT()
+  const isAdmin = useAuth((s) => s.identity?.role === 'admin')
+  const notify = useUi((s) => s.notify)
+  const [list, setList] = useState<AdminModelList | null>(null)
+  const [error, setError] = useState<string | null>(null)
+  const [engines, setEngines] = useState<EngineInfo[] | null>(null)
+  const [enginesError, setEnginesError] = useState<string | null>(null)
+  const [switching, setSwitching] = useState<SwitchStatus | null>(null)
+  const [hidden, setHidden] = useState<string | null>(null)
+  const [reached, setReached] = useState<{ id: string; step: SwitchStep } | null>(null)
+  const [now, setNow] = useState(() => Date.now())
+  const [confirming, setConfirming] = useState<AdminModel | null>(null)
+  const [toggling, setToggling] = useState<string | null>(null)
+  const [starting, setStarting] = useState(false)
+  const lastPhase = useRef<string | null>(null)
+
+  const loadModels = useCallback(async () => {
+    try {
+      setList(await api.adminModels())
+      setError(null)
+    } catch (err) {
+      setError(errorText(err))
+    }
+  }, [])
+
+  const loadEngines = useCallback(async () => {
+    try {
+      setEngines(await api.engines())
+      setEnginesError(null)
+    } catch (err) {
+      setEnginesError(errorText(err))
+    }
+  }, [])
+
+  const track = useCallback((status: SwitchStatus | null) => {
+    const step = switchStepOf(status)
+    if (status && step) setReached({ id: status.id, step })
+    setSwitching(status)
+    setNow(Date.now())
+  }, [])
 
   useEffect(() => {
-    void load()
-  }, [load])
+    if (!isAdmin) return
+    void loadModels()
+    api.switchStatus().then(
+      (status) => {
+        lastPhase.current = status?.phase ?? null
+        track(status)
+      },
+      () => undefined,
+    )
+  }, [isAdmin, loadModels, track])
+
+  usePolling(loadEngines, enginesPollMs, isAdmin)
+
+  const running = isSwitchRunning(switching)
+  const nameOf = useCallback(
+    (id: string | null) => (id === null ? t('models.none') : (list?.models.find((m) => m.id === id)?.name ?? id)),
+    [list, t],
+  )
+
+  usePolling(
+    async () => {
+      let status: SwitchStatus | null
+      try {
+        status = await api.switchStatus()
+      } catch {
+        return // a blip: the next poll tries again
+      }
+      const previous = lastPhase.current
+      lastPhase.current = status?.phase ?? null
+      track(status)
+      if (!isSwitchRunning(status)) {
+        void loadModels()
+        void loadEngines()
+        void useModels.getState().load()
+        if (status?.phase === 'ready') notify(t('models.switchDone', { name: nameOf(status.target) }))
+        else if (status) notify(t('models.switchFailed', { name: nameOf(status.target) }), 'error')
+      } else if (status && status.phase !== previous) {
+        void loadModels()
+      }
+    },
+    switchPollMs,
+    isAdmin && running,
+  )
+
+  async function startSwitch(model: AdminModel) {
+    setConfirming(null)
+    setStarting(true)
+    try {
+      const status = await api.switchModel(model.id)
+      lastPhase.current = status.phase
+      setHidden(null)
+      track(status)
+      notify(t('models.switchStarted', { name: model.name || model.id }))
+    } catch (err) {
+      notify(errorText(err), 'error')
+      if (err instanceof ApiError && err.code === 'switch_in_progress') {
+        api.switchStatus().then(track, () => undefined)
+      }
+    } finally {
+      setStarting(false)
+    }
+  }
+
+  async function toggle(model: AdminModel) {
+    setToggling(model.id)
+    try {
+      const updated = await api.setModelEnabled(model.id, !model.enabled)
+      setList((current) => current && { ...current, models: current.models.map((m) => (m.id === updated.id ? updated : m)) })
+      notify(t(updated.enabled ? 'models.enabledOn' : 'models.enabledOff', { name: updated.name || updated.id }))
+      void useModels.getState().load()
+    } catch (err) {
+      notify(errorText(err), 'error')
+    } finally {
+      setToggling(null)
+    }
+  }
+
+  if (!isAdmin) {
+    return (
+      <PageShell title={t('models.title')}>
+        <p role="alert">{t('admin.forbidden')}</p>
+      </PageShell>
+    )
+  }
+
+  const busy = running || starting
+  const drainSeconds = list?.drain_seconds ?? switching?.drain_seconds ?? null
+  const profiles = list?.models.filter((m) => m.has_profile) ?? []
 
   return (
     <PageShell
       title={t('models.title')}
       actions={
-        <button type="button" onClick={() => void load()} className="btn-secondary py-1.5">
+        <button
+          type="button"
+          onClick={() => {
+            void loadModels()
+            void loadEngines()
+          }}
+          className="btn-secondary py-1.5"
+        >
           <RefreshCw className="size-4" aria-hidden />
           {t('models.refresh')}
         </button>
@@ -28,39 +632,60 @@ export function AdminModelsPage() {
           {error}
         </p>
       )}
-      {!loaded && <p className="text-sm text-zinc-500">{t('common.loading')}</p>}
-      <ul className="grid gap-4 md:grid-cols-2">
-        {models.map((model) => (
-          <li key={model.id} className="card" data-model={model.id}>
-            <div className="flex items-start justify-between gap-3">
-              <div className="min-w-0">
-                <h2 className="truncate text-base font-semibold">{model.name || model.id}</h2>
-                <p className="font-mono text-xs text-zinc-500 dark:text-zinc-400">{model.id}</p>
-              </div>
-              <span
-                className={`inline-flex shrink-0 items-center gap-1.5 rounded-full px-2 py-0.5 text-xs font-medium ${
-                  model.healthy ? 'bg-accent-50 text-accent-700 dark:bg-accent-700/30 dark:text-accent-500' : 'bg-red-50 text-red-800 dark:bg-red-950 dark:text-red-300'
-                }`}
-              >
-                <span className={`size-1.5 rounded-full ${model.healthy ? 'bg-accent-600' : 'bg-red-600'}`} aria-hidden />
-                {model.healthy ? t('models.healthy') : t('models.unhealthy')}
-              </span>
-            </div>
-            <dl className="mt-4 grid grid-cols-[auto_1fr] gap-x-4 gap-y-1.5 text-sm">
-              <dt className="text-zinc-500 dark:text-zinc-400">{t('models.default')}</dt>
-              <dd>{model.id === defaultModel ? t('common.yes') : t('common.no')}</dd>
-              <dt className="text-zinc-500 dark:text-zinc-400">{t('models.aliases')}</dt>
-              <dd className="font-mono text-xs">{model.aliases.length ? model.aliases.join(', ') : '–'}</dd>
-              <dt className="text-zinc-500 dark:text-zinc-400">{t('models.context')}</dt>
-              <dd>{model.context_length ? model.context_length.toLocaleString() : '–'}</dd>
-              <dt className="text-zinc-500 dark:text-zinc-400">{t('models.params')}</dt>
-              <dd className="font-mono text-xs">
-                {Object.keys(model.default_params).length ? JSON.stringify(model.default_params) : '–'}
-              </dd>
-            </dl>
-          </li>
-        ))}
-      </ul>
+      {!list && !error && <p className={`text-sm ${MUTED}`}>{t('common.loading')}</p>}
+      {list && <Overview list={list} />}
+      {switching && hidden !== switching.id && (
+        <SwitchPanel
+          status={switching}
+          reached={reached?.id === switching.id ? reached.step : null}
+          now={now}
+          nameOf={nameOf}
+          onHide={() => setHidden(switching.id)}
+        />
+      )}
+      {list && (
+        <section aria-labelledby="profiles-title" className="space-y-3">
+          <div>
+            <h2 id="profiles-title" className="text-base font-semibold">
+              {t('models.profiles')}
+            </h2>
+            <p className={`break-keep text-sm ${MUTED}`}>{t('models.profilesHelp')}</p>
+          </div>
+          {list.models.length === 0 && <p className={`text-sm ${MUTED}`}>{t('models.empty')}</p>}
+          <ul className="space-y-4">
+            {list.models.map((model) => (
+              <ModelCard
+                key={model.id}
+                model={model}
+                isDefault={model.id === list.default_model}
+                canSwitch={list.can_switch}
+                busy={busy}
+                toggling={toggling === model.id}
+                onToggle={() => void toggle(model)}
+                onSwitch={() => setConfirming(model)}
+              />
+            ))}
+          </ul>
+        </section>
+      )}
+      <EnginesSection engines={engines} error={enginesError} />
+      {list && profiles.length > 0 && <CheckForm models={profiles} />}
+      {confirming && (
+        <ConfirmDialog
+          title={t('models.switchConfirmTitle', { name: confirming.name || confirming.id })}
+          message={[
+            drainSeconds !== null ? t('models.switchConfirm', { seconds: Math.round(drainSeconds) }) : t('models.switchConfirmNoDrain'),
+            confirming.verdict && (confirming.verdict.verdict === 'does_not_fit' || confirming.verdict.verdict === 'no_gpu')
+              ? t('models.switchWarning', { verdict: verdictLabel(t, confirming.verdict) })
+              : '',
+          ]
+            .filter(Boolean)
+            .join(' ')}
+          confirmLabel={t('models.switch')}
+          onConfirm={() => void startSwitch(confirming)}
+          onCancel={() => setConfirming(null)}
+        />
+      )}
     </PageShell>
   )
 }

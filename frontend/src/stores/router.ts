@@ -6,6 +6,7 @@ export type Route =
   | { name: 'adminUsers' }
   | { name: 'adminUsage' }
   | { name: 'adminModels' }
+  | { name: 'adminHardware' }
   | { name: 'login' }
 
 export function parseRoute(pathname: string): Route {
@@ -23,6 +24,8 @@ export function parseRoute(pathname: string): Route {
       return { name: 'adminUsage' }
     case '/admin/models':
       return { name: 'adminModels' }
+    case '/admin/hardware':
+      return { name: 'adminHardware' }
     case '/login':
       return { name: 'login' }
     default:

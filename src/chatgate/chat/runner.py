@@ -18,9 +18,10 @@ from chatgate.chat import titles
 from chatgate.chat.service import ChatJob
 from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.engines.client import EngineError, parse_data_line
+from chatgate.engines.failover import Upstream, Upstreams
 from chatgate.engines.registry import Endpoint
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
-from chatgate.errors import error_body
+from chatgate.errors import APIError, error_body
 from chatgate.state import AppState
 from chatgate.usage.record import UsageRecord
 
@@ -35,17 +36,29 @@ class Outcome:
     status_code: int = 200
 
 
+@dataclass
+class Served:
+    """Which replica the generation went to (the last one tried, if all failed)."""
+
+    engine: str | None = None
+
+    def attempted(self, endpoint: Endpoint) -> None:
+        self.engine = endpoint.name
+
+
 async def run(state: AppState, job: ChatJob) -> None:
     stats = StreamStats(on_gap=state.metrics.token_gap_observer(job.model.id))
-    endpoint: Endpoint | None = None
+    served = Served()
+    upstreams = Upstreams(state.registry, state.engines, state.metrics, served.attempted)
     state.metrics.active_streams.inc()
     try:
-        endpoint = state.registry.pick(job.model)
-        outcome = await _relay(state, job, endpoint, stats)
+        outcome = await _relay(state, job, upstreams, stats)
     except asyncio.CancelledError:
         outcome = Outcome("interrupted", "stopped", "The answer was stopped", 499)
     except EngineError as exc:
         log.warning("generation %s failed: %s", job.generation.id, exc.message)
+        outcome = Outcome("error", exc.code, exc.message, exc.status_code)
+    except APIError as exc:  # no replica could take it
         outcome = Outcome("error", exc.code, exc.message, exc.status_code)
     except Exception as exc:  # never leave a client without a terminal event
         log.exception("generation %s crashed", job.generation.id)
@@ -53,39 +66,27 @@ async def run(state: AppState, job: ChatJob) -> None:
     finally:
         state.metrics.active_streams.dec()
     # Shielded: a second cancellation (shutdown) must not lose the final save.
-    await asyncio.shield(_finish(state, job, endpoint, stats, outcome))
+    await asyncio.shield(_finish(state, job, served.engine, stats, outcome))
 
 
-async def _relay(state: AppState, job: ChatJob, endpoint: Endpoint, stats: StreamStats) -> Outcome:
+async def _relay(
+    state: AppState, job: ChatJob, upstreams: Upstreams, stats: StreamStats
+) -> Outcome:
     payload: dict[str, Any] = {
         **job.params,
-        "model": endpoint.upstream_model,
         "messages": job.messages,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    endpoint.outstanding += 1
+    # Failover happens in here, before anything was published to the client.
+    upstream = await upstreams.stream(
+        job.model, "/chat/completions", payload, job.request_id, job.conversation_id
+    )
     try:
-        response = await state.engines.open(endpoint, "/chat/completions", payload, job.request_id)
-        completed = False
-        try:
-            async for line in state.engines.lines(response):
-                chunk = parse_data_line(line)
-                if chunk is None:
-                    continue
-                stats.observe(chunk)
-                if chunk.get("choices"):
-                    chunk["model"] = job.model.id
-                    job.generation.publish(None, chunk)
-            completed = True
-        finally:
-            # An unfinished read closes the connection: the engine sees the abort.
-            if completed:
-                response.release()
-            else:
-                response.close()
-    finally:
-        endpoint.outstanding -= 1
+        await _publish(job, upstream, stats)
+    except EngineError as exc:
+        upstreams.failed(upstream.endpoint, exc)  # mid-stream: reported, never retried
+        raise
     if stats.finish_reason is None:
         return Outcome(
             "error", "engine_disconnected", "The engine ended the answer unexpectedly", 502
@@ -93,10 +94,33 @@ async def _relay(state: AppState, job: ChatJob, endpoint: Endpoint, stats: Strea
     return Outcome()
 
 
+async def _publish(job: ChatJob, upstream: Upstream, stats: StreamStats) -> None:
+    completed = False
+    lines = upstream.lines()
+    try:
+        async for line in lines:
+            chunk = parse_data_line(line)
+            if chunk is None:
+                continue
+            stats.observe(chunk)
+            if chunk.get("choices"):
+                chunk["model"] = job.model.id
+                job.generation.publish(None, chunk)
+        completed = True
+    finally:
+        # An unfinished read closes the connection: the engine sees the abort.
+        if completed:
+            upstream.response.release()
+        else:
+            upstream.response.close()
+        upstream.endpoint.outstanding -= 1
+        await lines.aclose()
+
+
 async def _finish(
     state: AppState,
     job: ChatJob,
-    endpoint: Endpoint | None,
+    engine: str | None,
     stats: StreamStats,
     outcome: Outcome,
 ) -> None:
@@ -106,7 +130,7 @@ async def _finish(
     try:
         await _save_message(state, job, stats, outcome, prompt_tokens, completion_tokens)
         await state.usage.record(
-            _usage_row(job, endpoint, stats, outcome, prompt_tokens, completion_tokens)
+            _usage_row(job, engine, stats, outcome, prompt_tokens, completion_tokens)
         )
     except Exception:
         log.exception("saving generation %s failed", generation.id)
@@ -169,7 +193,7 @@ async def _save_message(
 
 def _usage_row(
     job: ChatJob,
-    endpoint: Endpoint | None,
+    engine: str | None,
     stats: StreamStats,
     outcome: Outcome,
     prompt_tokens: int,
@@ -184,7 +208,7 @@ def _usage_row(
         user_id=job.identity.user_id,
         api_key_id=job.identity.api_key_id,
         model=job.model.id,
-        engine=endpoint.name if endpoint else None,
+        engine=engine,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         ttft_ms=stats.ttft_ms,

@@ -11,6 +11,8 @@ from sqlalchemy import update
 
 from chatgate.db.models import Conversation
 from chatgate.engines.client import EngineError
+from chatgate.engines.failover import Upstreams
+from chatgate.errors import APIError
 
 if TYPE_CHECKING:
     from chatgate.chat.service import ChatJob
@@ -44,21 +46,24 @@ def schedule(state: AppState, job: ChatJob, _answer: str) -> None:
 
 
 async def _title(state: AppState, job: ChatJob, message: str) -> None:
-    endpoint = state.registry.pick(job.model)
     payload = {
-        "model": endpoint.upstream_model,
         "messages": [{"role": "user", "content": _PROMPT.format(message=message)}],
         "max_tokens": 16,
         "temperature": 0.2,
         "stream": False,
     }
+    upstreams = Upstreams(state.registry, state.engines, state.metrics)
     try:
-        response = await state.engines.open(
-            endpoint, "/chat/completions", payload, job.request_id + "-title"
+        # Failover like any request: a title is not worth a failed replica's error.
+        _endpoint, data = await upstreams.fetch(
+            job.model,
+            "/chat/completions",
+            payload,
+            job.request_id + "-title",
+            job.conversation_id,
         )
-        data = await state.engines.read_json(response)
         title = clean_title(str(data["choices"][0]["message"]["content"] or ""))
-    except (EngineError, KeyError, IndexError, TypeError) as exc:
+    except (EngineError, APIError, KeyError, IndexError, TypeError) as exc:
         log.info("auto-title for %s skipped: %s", job.conversation_id, exc)
         return
     if title is None:

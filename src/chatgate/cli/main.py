@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from types import FrameType
 from typing import Annotated, Any
 
@@ -14,14 +13,15 @@ import uvicorn
 
 from chatgate.app import StartupError, check_startup_safety, create_app
 from chatgate.bench.cli import bench_app
-from chatgate.cli import admin, bootstrap, service
+from chatgate.cli import admin, bootstrap, hardware, service
 from chatgate.cli.backup import backup_app
+from chatgate.cli.engine_start import EngineStartError, start_engine
 from chatgate.cli.limits import limits_app
+from chatgate.cli.models import models_app
 from chatgate.cli.usage import usage_app
-from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.observability.logging import configure_from_settings
-from chatgate.settings import DEFAULT_MODEL_ID, Settings
+from chatgate.settings import Settings
 
 app = typer.Typer(
     help="chatgate: self-hosted LLM chat service",
@@ -36,6 +36,8 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(limits_app, name="limits")
 app.add_typer(backup_app)  # top-level `chatgate backup` and `chatgate restore`
 app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
+hardware.register(app)  # `chatgate hardware`
 service.register(app)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -47,28 +49,6 @@ def say(message: str) -> None:
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def start_embedded(settings: Settings) -> EngineSupervisor:
-    model_path = settings.embedded_model_path or locate_smollm2_gguf()
-    python = settings.engine_python or sys.executable
-
-    def command(port: int) -> list[str]:
-        return llamacpp_command(
-            python,
-            model_path,
-            "127.0.0.1",
-            port,
-            alias=DEFAULT_MODEL_ID,
-            threads=settings.embedded_threads,
-            n_ctx=settings.embedded_ctx,
-        )
-
-    supervisor = EngineSupervisor(
-        DEFAULT_MODEL_ID, command, run_dir=settings.run_dir, log_dir=settings.log_dir
-    )
-    supervisor.start()
-    return supervisor
 
 
 def _prepare(settings: Settings) -> Settings:
@@ -90,28 +70,19 @@ def _prepare(settings: Settings) -> Settings:
     return settings
 
 
-def _embedded_engine(settings: Settings) -> tuple[EngineSupervisor, str]:
+def _startup_engine(settings: Settings) -> tuple[str, EngineSupervisor, str]:
     try:
-        supervisor = start_embedded(settings)
-    except EngineSetupError as exc:
-        say(f"embedded engine unavailable: {exc}")
+        return start_engine(settings, say)
+    except EngineStartError as exc:
+        say(str(exc))
         raise typer.Exit(1) from exc
-    say(f"starting embedded engine {DEFAULT_MODEL_ID} (llama.cpp) on {supervisor.base_url}")
-    if not supervisor.wait_ready(600, progress=say):
-        status = supervisor.status()
-        supervisor.stop()
-        say(f"embedded engine did not become ready: {status.last_error or status.state}")
-        say(f"see {settings.log_dir / ('engine-' + DEFAULT_MODEL_ID + '.log')}")
-        raise typer.Exit(1)
-    say("embedded engine ready")
-    return supervisor, f"{DEFAULT_MODEL_ID}={supervisor.base_url.removesuffix('/v1')}"
 
 
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _run_uvicorn(settings: Settings) -> None:
+def _run_uvicorn(settings: Settings, managed: dict[str, EngineSupervisor]) -> None:
     # uvicorn restores the previous handler after its graceful shutdown and re-raises
     # the signal; with this handler that becomes SystemExit, so `serve` still runs its
     # cleanup (stopping the engine) instead of dying on the default action.
@@ -133,7 +104,8 @@ def _run_uvicorn(settings: Settings) -> None:
         os.environ["CHATGATE_HOST"] = settings.host
         uvicorn.run("chatgate.app:app_from_env", factory=True, workers=settings.workers, **common)
         return
-    uvicorn.run(create_app(settings), **common)
+    # One process: the app takes the engine over, so admins can switch models.
+    uvicorn.run(create_app(settings, managed=managed), **common)
 
 
 @app.command()
@@ -154,9 +126,10 @@ def serve(
     configure_from_settings(base)
     settings = _prepare(base)
     engines = [*settings.engines, *(engine or [])]
-    supervisor: EngineSupervisor | None = None
+    managed: dict[str, EngineSupervisor] = {}
     if settings.embedded_engine and not no_embedded:
-        supervisor, spec = _embedded_engine(settings)
+        profile_id, supervisor, spec = _startup_engine(settings)
+        managed[profile_id] = supervisor
         engines.append(spec)
     if not engines:
         say("no engine configured: pass --engine NAME=URL or leave the embedded engine on")
@@ -164,9 +137,11 @@ def serve(
     settings = settings.model_copy(update={"engines": engines})
     say(f"serving on http://{settings.host}:{settings.port}  (API docs at /docs)")
     try:
-        _run_uvicorn(settings)
+        _run_uvicorn(settings, managed)
     finally:
-        if supervisor is not None:
+        # A switch may have replaced the engine: the app stopped its own; this one is
+        # stopped here (stopping twice is harmless).
+        for supervisor in managed.values():
             supervisor.stop()
 
 

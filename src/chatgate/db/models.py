@@ -96,6 +96,18 @@ class RoleLimits(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class ModelSetting(Base):
+    """Admin state of a model or profile that outlives a restart: enabled, and which
+    profile is the active (switched-to) one."""
+
+    __tablename__ = "model_settings"
+
+    model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class AuthSession(Base):
     """A login: access and refresh tokens name it, logout revokes it."""
 

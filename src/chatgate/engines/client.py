@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,19 @@ DONE_LINE = b"data: [DONE]"
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
+def engine_request_id(request_id: str) -> str:
+    """The request id as the engine gets it: a UUID.
+
+    llama-cpp-python answers 400 to any other ``X-Request-ID``; a client's own id is
+    mapped to a stable UUID (uuid5), so engine logs still correlate with it.
+    """
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "chatgate:" + request_id))
+    return request_id
+
+
 class EngineError(Exception):
     """The engine failed; ``code`` is machine-readable, the message is for users."""
 
@@ -37,6 +51,7 @@ class EngineError(Exception):
         self.message = message
         self.code = code
         self.status_code = status_code
+        self.engine: str | None = None  # the endpoint that failed, once failover knows it
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,11 @@ class EngineClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
+    def timeouts_for(self, endpoint: Endpoint | None) -> Timeouts:
+        if endpoint is not None and endpoint.timeouts is not None:
+            return endpoint.timeouts
+        return self.timeouts
+
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
@@ -82,7 +102,10 @@ class EngineClient:
         self, endpoint: Endpoint, path: str, payload: dict[str, Any], request_id: str
     ) -> aiohttp.ClientResponse:
         """POST to the engine and return the response once its headers arrived (status 200)."""
-        headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Request-ID": engine_request_id(request_id),
+        }
         attributes = {
             "chatgate.engine": endpoint.name,
             "server.address": endpoint.root_url,
@@ -100,12 +123,19 @@ class EngineClient:
         self, endpoint: Endpoint, url: str, payload: dict[str, Any], headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
         started = time.perf_counter()
+        timeouts = self.timeouts_for(endpoint)
+        # The session's connect timeout is the default; a replica may have its own.
+        extra: dict[str, Any] = {}
+        if endpoint.timeouts is not None:
+            extra["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         try:
-            async with asyncio.timeout(self.timeouts.first_token):
-                response = await self.session.post(url, data=orjson.dumps(payload), headers=headers)
+            async with asyncio.timeout(timeouts.first_token):
+                response = await self.session.post(
+                    url, data=orjson.dumps(payload), headers=headers, **extra
+                )
         except TimeoutError as exc:
             raise EngineError(
-                f"The engine did not answer within {self.timeouts.first_token:g}s",
+                f"The engine did not answer within {timeouts.first_token:g}s",
                 "engine_timeout",
                 504,
             ) from exc
@@ -122,9 +152,12 @@ class EngineClient:
             await _raise_for_upstream_status(endpoint, response)
         return response
 
-    async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def lines(
+        self, response: aiohttp.ClientResponse, endpoint: Endpoint | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """Non-empty SSE lines from a streaming response, with TTFT and idle timeouts."""
-        limit = self.timeouts.first_token
+        timeouts = self.timeouts_for(endpoint)
+        limit = timeouts.first_token
         reader = response.content
         while True:
             try:
@@ -151,12 +184,14 @@ class EngineClient:
                 return
             line = line.rstrip(b"\r\n")
             if line:
-                limit = self.timeouts.idle
+                limit = timeouts.idle
                 yield line
 
-    async def read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+    async def read_json(
+        self, response: aiohttp.ClientResponse, endpoint: Endpoint | None = None
+    ) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(self.timeouts.first_token):
+            async with asyncio.timeout(self.timeouts_for(endpoint).first_token):
                 body = await response.read()
         except TimeoutError as exc:
             raise EngineError("The engine did not finish in time", "engine_timeout", 504) from exc

@@ -6,18 +6,33 @@ model name upstream and never accepts an engine URL from a client.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from chatgate.engines.breaker import CircuitBreaker, CircuitPolicy
+from chatgate.engines.routing import AffinityMap, choose
+from chatgate.engines.scrape import EngineMetrics, ScrapeState
 from chatgate.errors import APIError
 
+if TYPE_CHECKING:
+    from chatgate.engines.client import Timeouts
+
+log = logging.getLogger("chatgate.engines")
+
 DEFAULT_ALIAS = "default"
+DEFAULT_AFFINITY_SESSIONS = 10_000
+SWITCH_RETRY_AFTER = 10  # seconds: a drain-and-restart takes at least this long
 
 
 @dataclass
 class Endpoint:
-    """One OpenAI-compatible engine server (a replica) for a model."""
+    """One OpenAI-compatible engine server (a replica) for a model.
+
+    All routing state is fixed fields here, so it stays bounded per endpoint.
+    """
 
     name: str
     base_url: str  # ends with /v1
@@ -26,10 +41,31 @@ class Endpoint:
     outstanding: int = 0
     healthy: bool = True
     last_error: str | None = None
+    kind: Literal["attached", "managed"] = "attached"  # managed: chatgate started it
+    timeouts: Timeouts | None = None  # overrides the client's defaults for this replica
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    metrics: EngineMetrics | None = None  # last scrape of the engine's own /metrics
+    scrape: ScrapeState = field(default_factory=ScrapeState)
+    # llama-cpp-python has no /health: once it answered 404 the probe asks /v1/models.
+    probe_models: bool = False
 
     @property
     def root_url(self) -> str:
         return self.base_url.removesuffix("/v1")
+
+    def public(self, now: float | None = None) -> dict[str, Any]:
+        """The admin view (engine URLs are for admins only, never in user-facing lists)."""
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "kind": self.kind,
+            "healthy": self.healthy,
+            "circuit": self.breaker.state(time.monotonic() if now is None else now),
+            "outstanding": self.outstanding,
+            "last_error": self.last_error,
+            "metrics": self.metrics.public() if self.metrics is not None else None,
+            "consecutive_failures": self.breaker.consecutive_failures,
+        }
 
 
 @dataclass
@@ -42,6 +78,11 @@ class ModelEntry:
     context_length: int | None = None
     owned_by: str = "chatgate"
     enabled: bool = True
+    draining: bool = False  # being switched: new requests get 503, in-flight ones finish
+    profile_id: str | None = None
+
+    def outstanding(self) -> int:
+        return sum(ep.outstanding for ep in self.endpoints)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -60,25 +101,71 @@ def normalise_base_url(url: str) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, default_model: str) -> None:
+    def __init__(
+        self,
+        default_model: str,
+        *,
+        circuit_failures: int = 3,
+        circuit_open_seconds: float = 15.0,
+        affinity_sessions: int = DEFAULT_AFFINITY_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._models: dict[str, ModelEntry] = {}
         self._aliases: dict[str, str] = {}
         self.default_model = default_model
+        self.policy = CircuitPolicy(circuit_failures, circuit_open_seconds)
+        self._affinity = AffinityMap(affinity_sessions)
+        self.clock = clock
+
+    def configure_routing(
+        self, circuit_failures: int, circuit_open_seconds: float, affinity_sessions: int
+    ) -> None:
+        """Apply the settings to a registry built elsewhere (tests, the app factory)."""
+        self.policy = CircuitPolicy(circuit_failures, circuit_open_seconds)
+        if affinity_sessions != self._affinity.capacity:
+            self._affinity = AffinityMap(affinity_sessions)
 
     def add(self, entry: ModelEntry) -> None:
         self._models[entry.id] = entry
         for alias in entry.aliases:
             self._aliases[alias] = entry.id
 
+    def get(self, model_id: str) -> ModelEntry | None:
+        """The model with this id, enabled or not (no alias lookup)."""
+        return self._models.get(model_id)
+
+    def remove(self, model_id: str) -> ModelEntry | None:
+        entry = self._models.pop(model_id, None)
+        if entry is not None:
+            for alias in [a for a, target in self._aliases.items() if target == model_id]:
+                del self._aliases[alias]
+        return entry
+
     def models(self) -> list[ModelEntry]:
         return [entry for entry in self._models.values() if entry.enabled]
+
+    def all_models(self) -> list[ModelEntry]:
+        return list(self._models.values())
 
     def endpoints(self) -> Iterable[Endpoint]:
         for entry in self._models.values():
             yield from entry.endpoints
 
     def resolve(self, name: str | None) -> ModelEntry:
-        """The enabled model for a public id or alias (None or 'default': the default)."""
+        """The enabled model for a public id or alias (None or 'default': the default),
+        ready for a new request (503 while it is being switched)."""
+        entry = self.lookup(name)
+        if entry.draining:
+            raise APIError(
+                503,
+                f"The model '{entry.id}' is being switched; try again shortly",
+                "model_switching",
+                headers={"Retry-After": str(SWITCH_RETRY_AFTER)},
+            )
+        return entry
+
+    def lookup(self, name: str | None) -> ModelEntry:
+        """Like ``resolve`` but a model being switched is still found (listings)."""
         wanted = name or DEFAULT_ALIAS
         if wanted == DEFAULT_ALIAS and DEFAULT_ALIAS not in self._aliases:
             wanted = self.default_model
@@ -96,9 +183,58 @@ class ModelRegistry:
             )
         return entry
 
-    def pick(self, entry: ModelEntry) -> Endpoint:
-        """Least-outstanding healthy endpoint; an unhealthy one only if none is healthy."""
-        if not entry.endpoints:
-            raise APIError(503, f"No engine serves '{entry.id}'", "engine_unavailable")
-        healthy = [ep for ep in entry.endpoints if ep.healthy] or entry.endpoints
-        return min(healthy, key=lambda ep: ep.outstanding)
+    def usable(self, entry: ModelEntry, exclude: Iterable[str] = ()) -> list[Endpoint]:
+        """Endpoints whose circuit lets a request through; healthy ones when there are any
+        (a replica only the probe doubts is still better than refusing the request)."""
+        now = self.clock()
+        skip = set(exclude)
+        allowed = [ep for ep in entry.endpoints if ep.name not in skip and ep.breaker.allows(now)]
+        return [ep for ep in allowed if ep.healthy] or allowed
+
+    def ensure_available(self, entry: ModelEntry) -> None:
+        """503 now (before limits are charged) when no replica could take a request."""
+        if not self.usable(entry):
+            raise _unavailable(entry, self.policy)
+
+    def pick(
+        self,
+        entry: ModelEntry,
+        affinity_key: str | None = None,
+        exclude: Iterable[str] = (),
+    ) -> Endpoint:
+        """Least-loaded usable endpoint; the conversation's previous one while it is not
+        much busier (its prefix cache is warm)."""
+        candidates = self.usable(entry, exclude)
+        if not candidates:
+            raise _unavailable(entry, self.policy)
+        key = f"{entry.id}\0{affinity_key}" if affinity_key else None
+        chosen = choose(candidates, self._affinity.get(key) if key else None)
+        if key:
+            self._affinity.put(key, chosen.name)
+        chosen.breaker.picked(self.clock(), self.policy)
+        return chosen
+
+    def record_success(self, endpoint: Endpoint) -> None:
+        endpoint.breaker.succeeded()
+        endpoint.healthy = True
+        endpoint.last_error = None
+
+    def record_failure(self, endpoint: Endpoint, error: str) -> None:
+        """Passive health: an engine-side failure (never a client's 4xx)."""
+        endpoint.last_error = error[:500]
+        if endpoint.breaker.failed(self.clock(), self.policy):
+            if endpoint.healthy:
+                log.warning("engine %s taken out of rotation: %s", endpoint.name, error)
+            endpoint.healthy = False
+
+
+def _unavailable(entry: ModelEntry, policy: CircuitPolicy) -> APIError:
+    if not entry.endpoints:
+        return APIError(503, f"No engine serves '{entry.id}'", "engine_unavailable")
+    return APIError(
+        503,
+        f"No engine for '{entry.id}' is available right now (all {len(entry.endpoints)}"
+        " failing); try again shortly",
+        "engine_unavailable",
+        headers={"Retry-After": str(max(1, round(policy.open_seconds)))},
+    )

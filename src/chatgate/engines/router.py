@@ -7,13 +7,17 @@ from typing import Any
 from fastapi import APIRouter
 
 from chatgate.deps import CurrentUser, StateDep
+from chatgate.errors import APIError
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/api/models")
 async def list_models(_identity: CurrentUser, state: StateDep) -> dict[str, Any]:
-    return {
-        "models": [model.public() for model in state.registry.models()],
-        "default": state.registry.resolve(None).id if state.registry.models() else None,
-    }
+    models = state.registry.models()
+    try:
+        # lookup, not resolve: a default model that is being switched is still the default.
+        default: str | None = state.registry.lookup(None).id if models else None
+    except APIError:  # the default model is disabled
+        default = None
+    return {"models": [model.public() for model in models], "default": default}

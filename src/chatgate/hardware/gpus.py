@@ -49,6 +49,7 @@ def _gpu_device(nvml: Any, index: int) -> dict[str, Any]:
             nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
         ),
         "power_w": lambda: round(nvml.nvmlDeviceGetPowerUsage(handle) / 1000, 1),
+        "power_limit_w": lambda: round(nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000, 1),
     }
     for key, read in readings.items():
         try:

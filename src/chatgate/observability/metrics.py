@@ -111,6 +111,50 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # Routing: passive failures, retries before the first token, circuit state, and the
+        # engines' own queue depth (scraped from their /metrics, refreshed by the monitor).
+        self.engine_failures = Counter(
+            "chatgate_engine_failures_total",
+            "Engine-side request failures (connect, 5xx, timeouts, broken streams)",
+            ["engine", "reason"],
+            registry=r,
+        )
+        self.engine_failovers = Counter(
+            "chatgate_engine_failovers_total",
+            "Requests retried on another replica before their first token",
+            ["model"],
+            registry=r,
+        )
+        self.engine_circuit_state = Gauge(
+            "chatgate_engine_circuit_state",
+            "Circuit breaker of an engine endpoint: 0 closed, 1 half-open, 2 open",
+            ["engine"],
+            registry=r,
+        )
+        self.engine_outstanding = Gauge(
+            "chatgate_engine_outstanding_requests",
+            "Requests this gateway has in flight on an engine endpoint",
+            ["engine"],
+            registry=r,
+        )
+        self.engine_requests_running = Gauge(
+            "chatgate_engine_requests_running",
+            "Requests the engine reports as running (all its clients)",
+            ["engine"],
+            registry=r,
+        )
+        self.engine_requests_waiting = Gauge(
+            "chatgate_engine_requests_waiting",
+            "Requests the engine reports as queued (all its clients)",
+            ["engine"],
+            registry=r,
+        )
+        self.engine_kv_cache_usage = Gauge(
+            "chatgate_engine_kv_cache_usage_ratio",
+            "KV cache use the engine reports (0-1)",
+            ["engine"],
+            registry=r,
+        )
         self.db_latency = Histogram(
             "chatgate_db_latency_seconds",
             "Database round trips of the health probe and writes",

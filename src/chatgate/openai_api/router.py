@@ -116,7 +116,7 @@ async def list_models(_identity: CurrentUser, state: StateDep) -> dict[str, Any]
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, _identity: CurrentUser, state: StateDep) -> dict[str, Any]:
-    entry = state.registry.resolve(model_id)
+    entry = state.registry.lookup(model_id)  # still listed while it is being switched
     if entry.id != model_id and model_id not in entry.aliases:
         raise APIError(404, f"The model '{model_id}' does not exist", "model_not_found")
     return {

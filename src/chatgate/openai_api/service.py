@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from chatgate.auth.identity import Identity
 from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.failover import Upstream, Upstreams
 from chatgate.engines.registry import Endpoint, ModelEntry
+from chatgate.engines.routing import v1_affinity_key
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
 from chatgate.limits.service import Admission
@@ -39,12 +40,20 @@ class RelayCall:
     route: str  # "v1.chat" | "v1.completions"
     path: str  # "/chat/completions" | "/completions"
     model: ModelEntry
-    endpoint: Endpoint
-    payload: dict[str, Any]
+    payload: dict[str, Any]  # without "model": each replica gets its own engine name
     client_wants_usage: bool
     prompt_estimate: int
+    affinity_key: str | None = None
+    engine: str | None = None  # the replica tried last: the one that served, in the end
     accounted: bool = False  # its one usage row was handed to the writer
     admission: Admission | None = None  # limits held until its usage row is recorded
+
+    def upstreams(self) -> Upstreams:
+        def attempted(endpoint: Endpoint) -> None:
+            self.engine = endpoint.name
+
+        state = self.state
+        return Upstreams(state.registry, state.engines, state.metrics, on_attempt=attempted)
 
 
 def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
@@ -92,9 +101,8 @@ def plan(
     state: AppState, identity: Identity, request_id: str, route: str, body: dict[str, Any]
 ) -> RelayCall:
     model = state.registry.resolve(body["model"])
-    endpoint = state.registry.pick(model)
+    state.registry.ensure_available(model)  # refused before any limit is charged
     payload = {k: v for k, v in body.items() if k not in _GATEWAY_OWNED}
-    payload["model"] = endpoint.upstream_model
     options = payload.get("stream_options")
     wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     if payload.get("stream"):
@@ -110,10 +118,10 @@ def plan(
         route=route,
         path="/chat/completions" if route == "v1.chat" else "/completions",
         model=model,
-        endpoint=endpoint,
         payload=payload,
         client_wants_usage=wants_usage,
         prompt_estimate=estimate_prompt_tokens(prompt or []),
+        affinity_key=v1_affinity_key(body),
     )
 
 
@@ -145,7 +153,7 @@ def usage_row(
         user_id=call.identity.user_id,
         api_key_id=call.identity.api_key_id,
         model=call.model.id,
-        engine=call.endpoint.name,
+        engine=call.engine,
         prompt_tokens=stats.input_tokens(call.prompt_estimate),
         completion_tokens=stats.output_tokens(),
         ttft_ms=stats.ttft_ms,
@@ -155,19 +163,18 @@ def usage_row(
     )
 
 
-async def open_upstream(call: RelayCall, stats: StreamStats) -> aiohttp.ClientResponse:
-    """Open the engine request; failures before any byte are accounted and re-raised."""
-    call.endpoint.outstanding += 1
+async def open_upstream(call: RelayCall, stats: StreamStats) -> Upstream:
+    """Open the engine stream (failing over while nothing was sent); failures before any
+    byte are accounted and re-raised."""
     try:
-        return await call.state.engines.open(
-            call.endpoint, call.path, call.payload, call.request_id
+        return await call.upstreams().stream(
+            call.model, call.path, call.payload, call.request_id, call.affinity_key
         )
     except EngineError as exc:
-        call.endpoint.outstanding -= 1
         await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
         raise APIError(exc.status_code, exc.message, exc.code) from exc
-    except BaseException:  # cancelled (the client left): the request was never opened
-        call.endpoint.outstanding -= 1
+    except APIError as exc:  # no replica left that could take it
+        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
         raise
 
 
@@ -175,24 +182,18 @@ async def complete(call: RelayCall) -> dict[str, Any]:
     """A non-streamed answer; cancelled (the client left), the engine request is aborted."""
     stats = StreamStats()
     try:
-        response = await open_upstream(call, stats)
-    except asyncio.CancelledError:
-        record_cancelled(call, stats)
-        raise
-    try:
-        data = await call.state.engines.read_json(response)
+        _endpoint, data = await call.upstreams().fetch(
+            call.model, call.path, call.payload, call.request_id, call.affinity_key
+        )
     except EngineError as exc:
-        response.close()
-        call.endpoint.outstanding -= 1
         await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
         raise APIError(exc.status_code, exc.message, exc.code) from exc
+    except APIError as exc:
+        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
+        raise
     except asyncio.CancelledError:
-        response.close()  # closing the connection aborts the engine's generation
-        call.endpoint.outstanding -= 1
         record_cancelled(call, stats)
         raise
-    response.release()
-    call.endpoint.outstanding -= 1
     stats.observe({"usage": data.get("usage")})
     choices = data.get("choices") or [{}]
     stats.finish_reason = choices[0].get("finish_reason")
@@ -205,20 +206,21 @@ async def complete(call: RelayCall) -> dict[str, Any]:
 
 
 async def relay_stream(
-    call: RelayCall, response: aiohttp.ClientResponse, stats: StreamStats
+    call: RelayCall, upstream: Upstream, stats: StreamStats
 ) -> AsyncIterator[bytes]:
     """SSE bytes for the client; the usage row is committed before ``[DONE]``.
 
     Only content is yielded while the outcome is open; the error event (if any) comes
     after the row was handed to the writer, so a client that leaves at any point cannot
-    make the row go missing.
+    make the row go missing. From here on nothing is retried: the client has content.
     """
     status, code = "cancelled", 499
     error: str | None = "client disconnected"
     error_event: bytes | None = None
     call.state.metrics.active_streams.inc()
+    lines = upstream.lines()
     try:
-        async for line in call.state.engines.lines(response):
+        async for line in lines:
             out = _translate(call, line, stats)
             if out is not None:
                 yield out
@@ -230,19 +232,21 @@ async def relay_stream(
     except EngineError as exc:
         status, code, error = "error", exc.status_code, exc.message
         error_event = _error_event(exc.message, exc.code)
+        call.upstreams().failed(upstream.endpoint, exc)
     except Exception as exc:
         status, code, error = "error", 500, f"internal error ({type(exc).__name__})"
         raise
     finally:
         if status == "ok":
-            response.release()
+            upstream.response.release()
         else:
-            response.close()  # closing the connection aborts the engine's generation
-        call.endpoint.outstanding -= 1
+            upstream.response.close()  # closing the connection aborts the engine's generation
+        upstream.endpoint.outstanding -= 1
         call.state.metrics.active_streams.dec()
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
             _record_nowait(call, usage_row(call, stats, status, code, error))
+        await lines.aclose()  # last: the bookkeeping above must not wait on it
     row = usage_row(call, stats, status, code, error)
     await _record(call, row)
     if error_event is not None:

@@ -1,0 +1,1 @@
+"""Model management and hardware for admins (``/api/admin/models|engines|hardware``)."""

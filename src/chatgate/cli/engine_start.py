@@ -1,0 +1,64 @@
+"""The engine ``chatgate serve`` starts: the active profile (after a switch), else the
+embedded SmolLM2 on llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from chatgate.db.session import make_engine, make_sessionmaker
+from chatgate.engines import persist
+from chatgate.engines.launch import LaunchError, supervisor_for
+from chatgate.engines.profiles import ModelProfile, ProfileError, load_profiles
+from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.settings import DEFAULT_MODEL_ID, Settings
+
+log = logging.getLogger("chatgate")
+
+
+class EngineStartError(RuntimeError):
+    """The engine could not be started; the message says why and where to look."""
+
+
+async def _stored_active(settings: Settings) -> str | None:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return (await persist.load(session)).active
+    finally:
+        await engine.dispose()
+
+
+def startup_profile(settings: Settings) -> ModelProfile:
+    """The profile switched to last time, if it can run here; the embedded one otherwise."""
+    profiles = load_profiles(settings.profiles_dir)
+    active = asyncio.run(_stored_active(settings))
+    if active and active != DEFAULT_MODEL_ID and active in profiles:
+        if settings.workers == 1:
+            return profiles[active]
+        log.warning("active profile %s is not restored with several workers", active)
+    return profiles[DEFAULT_MODEL_ID]
+
+
+def start_engine(
+    settings: Settings, say: Callable[[str], None]
+) -> tuple[str, EngineSupervisor, str]:
+    """Start and wait for the startup engine: (profile id, supervisor, ``NAME=URL`` spec)."""
+    try:
+        profile = startup_profile(settings)
+        supervisor = supervisor_for(profile, settings)
+    except (ProfileError, LaunchError, RuntimeError) as exc:
+        raise EngineStartError(f"engine unavailable: {exc}") from exc
+    supervisor.start()
+    say(f"starting engine {profile.id} ({profile.engine}) on {supervisor.base_url}")
+    if not supervisor.wait_ready(settings.switch_ready_seconds, progress=say):
+        status = supervisor.status()
+        supervisor.stop()
+        log_file = settings.log_dir / f"engine-{profile.id}.log"
+        raise EngineStartError(
+            f"engine {profile.id} did not become ready: {status.last_error or status.state};"
+            f" see {log_file}"
+        )
+    say(f"engine {profile.id} ready")
+    return profile.id, supervisor, f"{profile.id}={supervisor.base_url.removesuffix('/v1')}"

