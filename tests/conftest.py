@@ -100,6 +100,20 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await fake.stop()
 
 
+# Two fake engines: replicas of one model, for routing and failover tests.
+Pair = tuple[FakeUpstream, FakeUpstream]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pair() -> AsyncIterator[Pair]:
+    a, b = FakeUpstream(), FakeUpstream()
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
 def gateway_settings(
     tmp: Path, database_url: str, upstream: FakeUpstream, **extra: Any
 ) -> Settings:

@@ -14,22 +14,11 @@ from sqlalchemy import select
 
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
-from tests.conftest import gateway_settings
+from tests.conftest import Pair, gateway_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import Account, Gateway, SSEEvent, parse_sse, start_gateway, text_of
 
 ANSWER = "Paris is the capital of France."
-Pair = tuple[FakeUpstream, FakeUpstream]
-
-
-@pytest_asyncio.fixture(scope="module")
-async def pair() -> AsyncIterator[Pair]:
-    a, b = FakeUpstream(), FakeUpstream()
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -17,22 +17,11 @@ from sqlalchemy import select
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
 from chatgate.engines.health import check_endpoint
-from tests.conftest import gateway_settings
+from tests.conftest import Pair, gateway_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import Gateway, free_port, parse_sse, start_gateway, text_of
 
 ANSWER = "Paris is the capital of France."
-Pair = tuple[FakeUpstream, FakeUpstream]
-
-
-@pytest_asyncio.fixture(scope="module")
-async def pair() -> AsyncIterator[Pair]:
-    a, b = FakeUpstream(), FakeUpstream()
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
 
 
 async def two_replica_gateway(tmp: Path, first_url: str, second: FakeUpstream) -> Any:

@@ -31,6 +31,9 @@ log = logging.getLogger("chatgate.engines")
 
 STOP_TIMEOUT_S = 30.0
 DRAIN_POLL_S = 0.2
+# A request that resolved the model just before draining began may still be on its way to
+# an engine (limits, history): it is counted as outstanding within this time.
+DRAIN_SETTLE_S = 0.5
 SupervisorFactory = Callable[[ModelProfile, Settings], EngineSupervisor]
 ActiveCallback = Callable[[str], Awaitable[None]]
 
@@ -184,6 +187,7 @@ class EngineManager:
         entry.draining = True
         status.enter("draining", f"draining {model_id}: {entry.outstanding()} request(s) running")
         deadline = time.monotonic() + status.drain_seconds
+        await asyncio.sleep(min(DRAIN_SETTLE_S, status.drain_seconds))
         while entry.outstanding() > 0 and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
         left = entry.outstanding()
