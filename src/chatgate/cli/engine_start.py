@@ -30,15 +30,18 @@ async def _stored_active(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-def startup_profile(settings: Settings) -> ModelProfile:
-    """The profile switched to last time, if it can run here; the embedded one otherwise."""
+def startup_profiles(settings: Settings) -> list[ModelProfile]:
+    """What to try, in order: the profile switched to last time (if any), then the embedded
+    one, so a switched-to engine that cannot start here does not keep chatgate down."""
     profiles = load_profiles(settings.profiles_dir)
     active = asyncio.run(_stored_active(settings))
+    ordered = [profiles[DEFAULT_MODEL_ID]]
     if active and active != DEFAULT_MODEL_ID and active in profiles:
         if settings.workers == 1:
-            return profiles[active]
-        log.warning("active profile %s is not restored with several workers", active)
-    return profiles[DEFAULT_MODEL_ID]
+            ordered.insert(0, profiles[active])
+        else:
+            log.warning("active profile %s is not restored with several workers", active)
+    return ordered
 
 
 def start_engine(
@@ -46,10 +49,32 @@ def start_engine(
 ) -> tuple[str, EngineSupervisor, str]:
     """Start and wait for the startup engine: (profile id, supervisor, ``NAME=URL`` spec)."""
     try:
-        profile = startup_profile(settings)
+        candidates = startup_profiles(settings)
+    except ProfileError as exc:
+        raise EngineStartError(f"engine unavailable: {exc}") from exc
+    *preferred, embedded = candidates
+    for profile in preferred:
+        try:
+            return _started(profile, settings, say)
+        except EngineStartError as exc:
+            say(f"{exc}; starting the embedded engine instead")
+    return _started(embedded, settings, say)
+
+
+def _started(
+    profile: ModelProfile, settings: Settings, say: Callable[[str], None]
+) -> tuple[str, EngineSupervisor, str]:
+    supervisor = _start_ready(profile, settings, say)
+    return profile.id, supervisor, f"{profile.id}={supervisor.base_url.removesuffix('/v1')}"
+
+
+def _start_ready(
+    profile: ModelProfile, settings: Settings, say: Callable[[str], None]
+) -> EngineSupervisor:
+    try:
         supervisor = supervisor_for(profile, settings)
     except (ProfileError, LaunchError, RuntimeError) as exc:
-        raise EngineStartError(f"engine unavailable: {exc}") from exc
+        raise EngineStartError(f"engine {profile.id} unavailable: {exc}") from exc
     supervisor.start()
     say(f"starting engine {profile.id} ({profile.engine}) on {supervisor.base_url}")
     if not supervisor.wait_ready(settings.switch_ready_seconds, progress=say):
@@ -61,4 +86,4 @@ def start_engine(
             f" see {log_file}"
         )
     say(f"engine {profile.id} ready")
-    return profile.id, supervisor, f"{profile.id}={supervisor.base_url.removesuffix('/v1')}"
+    return supervisor

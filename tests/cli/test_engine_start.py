@@ -1,0 +1,87 @@
+"""Which engine `chatgate serve` starts: the profile switched to last, else the embedded one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from chatgate.cli import engine_start
+from chatgate.db import migrate
+from chatgate.db.session import make_engine, make_sessionmaker
+from chatgate.engines import persist
+from chatgate.engines.profiles import ModelProfile, load_profiles
+from chatgate.settings import DEFAULT_MODEL_ID, Settings
+
+
+def settings_with_active(tmp_path: Path, active: str | None, **extra: Any) -> Settings:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
+
+    async def prepare() -> None:
+        await migrate.upgrade_async(url)
+        if active is None:
+            return
+        engine = make_engine(url)
+        async with make_sessionmaker(engine)() as session:
+            await persist.save_active(session, active)
+        await engine.dispose()
+
+    asyncio.run(prepare())
+    return Settings(data_dir=tmp_path, database_url=url, jwt_secret="x" * 40, **extra)
+
+
+def ids(profiles: list[ModelProfile]) -> list[str]:
+    return [p.id for p in profiles]
+
+
+def test_the_embedded_engine_by_default(tmp_path: Path) -> None:
+    settings = settings_with_active(tmp_path, None)
+    assert ids(engine_start.startup_profiles(settings)) == [DEFAULT_MODEL_ID]
+
+
+def test_the_profile_switched_to_comes_first(tmp_path: Path) -> None:
+    settings = settings_with_active(tmp_path, "qwen2.5-7b-instruct")
+    assert ids(engine_start.startup_profiles(settings)) == ["qwen2.5-7b-instruct", DEFAULT_MODEL_ID]
+    several = settings.model_copy(update={"workers": 2})  # switching needs one worker
+    assert ids(engine_start.startup_profiles(several)) == [DEFAULT_MODEL_ID]
+
+
+def test_a_profile_that_is_gone_is_ignored(tmp_path: Path) -> None:
+    settings = settings_with_active(tmp_path, "deleted-profile")
+    assert ids(engine_start.startup_profiles(settings)) == [DEFAULT_MODEL_ID]
+
+
+def test_falls_back_to_the_embedded_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    profiles = load_profiles()
+    wanted = [profiles["qwen2.5-7b-instruct"], profiles[DEFAULT_MODEL_ID]]
+    monkeypatch.setattr(engine_start, "startup_profiles", lambda _settings: wanted)
+
+    def start_ready(profile: ModelProfile, _settings: Settings, _say: Any) -> Any:
+        if profile.engine == "vllm":
+            raise engine_start.EngineStartError("engine qwen2.5-7b-instruct unavailable: no GPU")
+        return SimpleNamespace(base_url="http://127.0.0.1:9999/v1")
+
+    monkeypatch.setattr(engine_start, "_start_ready", start_ready)
+    said: list[str] = []
+    profile_id, _supervisor, spec = engine_start.start_engine(Settings(), said.append)
+    assert profile_id == DEFAULT_MODEL_ID
+    assert spec == f"{DEFAULT_MODEL_ID}=http://127.0.0.1:9999"
+    assert said == [
+        "engine qwen2.5-7b-instruct unavailable: no GPU; starting the embedded engine instead"
+    ]
+
+
+def test_the_embedded_engine_failing_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        engine_start, "startup_profiles", lambda _s: [load_profiles()[DEFAULT_MODEL_ID]]
+    )
+
+    def fail(*_args: Any) -> Any:
+        raise engine_start.EngineStartError("engine smollm2-135m did not become ready")
+
+    monkeypatch.setattr(engine_start, "_start_ready", fail)
+    with pytest.raises(engine_start.EngineStartError, match="did not become ready"):
+        engine_start.start_engine(Settings(), print)
