@@ -134,23 +134,28 @@ def start_engine(logs: Path) -> str | None:
     return url if wait_http(url + "/v1/models", 300) else None
 
 
-def start_chatgate(engines: list[str], logs: Path, tmp: Path) -> tuple[str, str]:
+def start_chatgate(
+    engines: list[str], logs: Path, tmp: Path, name: str = "chatgate", src: Path | None = None
+) -> tuple[str, str]:
+    """Serve chatgate (from ``src`` instead of the installed tree when given) on a free port."""
     port = free_port()
     env = {
         **os.environ,
-        "CHATGATE_DATA_DIR": str(tmp / "chatgate"),
+        "CHATGATE_DATA_DIR": str(tmp / name),
         "CHATGATE_ADMIN_PASSWORD": "bench-admin-password-123",
         "CHATGATE_WORKERS": "1",
         "CHATGATE_EMBEDDED_ENGINE": "false",
         "CHATGATE_LOG_FORMAT": "json",
     }
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     argv = [str(BIN / "chatgate"), "serve", "--no-embedded", "--port", str(port), "--workers", "1"]
     for spec in engines:
         argv += ["--engine", spec]
-    start("chatgate", argv, logs, env)
+    start(name, argv, logs, env)
     url = f"http://127.0.0.1:{port}"
     if not wait_http(url + "/health", 120):
-        raise SystemExit(f"chatgate did not start; see {logs / 'chatgate.log'}")
+        raise SystemExit(f"{name} did not start; see {logs / (name + '.log')}")
     cli = str(BIN / "chatgate")
     out = subprocess.run(
         [cli, "keys", "create", "--user", "admin", "--name", "bench"],

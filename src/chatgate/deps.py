@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.auth import service as auth_service
+from chatgate.auth.apikeys import looks_like_key
 from chatgate.auth.identity import Identity
 from chatgate.auth.scopes import key_may_access
 from chatgate.errors import forbidden, unauthorized
@@ -19,7 +20,9 @@ from chatgate.state import AppState
 log = logging.getLogger("chatgate.auth")
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a thread hop per request for what is an attribute lookup.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.chatgate
     return state
 
@@ -55,6 +58,24 @@ def _from_loopback(request: Request) -> bool:
 
 async def get_identity(request: Request, state: StateDep) -> Identity:
     token = bearer_token(request)
+    if token is not None and looks_like_key(token):
+        # The hot path of /v1: usually answered from the cache, without a DB session.
+        identity = await auth_service.identity_from_api_key(
+            state.sessionmaker, state.identity_cache, token
+        )
+    else:
+        identity = await _session_or_development_identity(request, state, token)
+    # scope["path"], not request.url.path: the same path without building a URL object.
+    path: str = request.scope["path"]
+    if identity.api_key_id is not None and not key_may_access(identity.scopes, path):
+        raise forbidden("This API key's scopes do not allow this request")
+    request.state.identity = identity
+    return identity
+
+
+async def _session_or_development_identity(
+    request: Request, state: AppState, token: str | None
+) -> Identity:
     async with state.sessionmaker() as db:
         if token is not None:
             identity = await auth_service.identity_from_token(db, state.tokens, token)
@@ -69,11 +90,6 @@ async def get_identity(request: Request, state: StateDep) -> Identity:
             identity = await auth_service.development_identity(db)
         else:
             raise unauthorized("Missing bearer token or API key")
-    if identity.api_key_id is not None and not key_may_access(
-        list(identity.scopes), request.url.path
-    ):
-        raise forbidden("This API key's scopes do not allow this request")
-    request.state.identity = identity
     return identity
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chatgate.auth.cache import IdentityCache
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
 from chatgate.engines.client import EngineClient
@@ -32,3 +33,5 @@ class AppState:
     limits: RateLimiter
     manager: EngineManager
     redis: Redis | None = None
+    # API-key identities for a few seconds: one per app, so per worker process.
+    identity_cache: IdentityCache = field(default_factory=IdentityCache)

@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
 from chatgate.auth import passwords
+from chatgate.auth.cache import invalidate_user
 from chatgate.auth.tokens import TokenCodec
 from chatgate.db.models import AuthSession, User
 from chatgate.users import service as users
@@ -153,6 +154,7 @@ async def test_disabled_user_cannot_refresh(gateway: Gateway) -> None:
     async with gateway.state.sessionmaker() as db:
         await db.execute(update(User).where(User.id == account.user_id).values(disabled=True))
         await db.commit()  # disabled directly in the DB: the sessions are still open
+    invalidate_user(account.user_id)  # a direct write: the identity cache would wait its TTL
     async with gateway.client() as client:
         response = await client.post(
             "/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}

@@ -201,6 +201,30 @@ async def test_lines_yields_non_empty_lines_without_line_endings(client: EngineC
     assert lines == [b'data: {"a": 1}', b": keep-alive", b'data: {"b": 2}', DONE_LINE]
 
 
+async def test_line_batches_group_what_arrived_together(client: EngineClient) -> None:
+    parts: list[bytes | float] = [
+        b"data: 1\n\ndata: 2\n\ndata: 3\n\n",  # one write: one batch
+        0.05,
+        b"data: 4\n\ndata: ",  # the start of a line waits for its end
+        0.05,
+        b"5\n\ndata: 6",  # no newline before the end of the stream
+    ]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse_response(request, parts)
+
+    async with engine(handler) as endpoint:
+        response = await client.open(endpoint, PATH, {}, "rid")
+        batches = [batch async for batch in client.line_batches(response)]
+        response.release()
+    assert batches == [
+        [b"data: 1", b"data: 2", b"data: 3"],
+        [b"data: 4"],
+        [b"data: 5"],
+        [b"data: 6"],
+    ]
+
+
 async def test_no_first_line_within_the_ttft_timeout_is_504(client: EngineClient) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await sse_response(request, [3.0, b"data: late\n\n"])

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from chatgate.auth.cache import invalidate_key
 from chatgate.db.models import ApiKey, Base
 from tests.helpers import Account, Gateway
 
@@ -130,6 +131,8 @@ async def test_expired_key_is_401(gateway: Gateway) -> None:
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         await db.commit()
+    # Written behind the gateway's back: the identity cache would see it only after its TTL.
+    invalidate_key(created["id"])
     assert await key_statuses(gateway, created["key"]) == (401, 401)
     async with gateway.client() as client:
         error = assert_error(await client.get("/v1/models", headers=bearer(created["key"])), 401)

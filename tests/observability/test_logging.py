@@ -6,13 +6,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import structlog
 
 from chatgate.db import migrate
-from chatgate.observability.logging import configure_logging, log_kind, mask_text
+from chatgate.observability.logging import (
+    MASK,
+    configure_logging,
+    log_kind,
+    mask_secrets,
+    mask_text,
+    render_json,
+)
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import start_gateway
@@ -32,6 +40,38 @@ from tests.helpers import start_gateway
 def test_mask_text(raw: str, hidden: str, kept: str) -> None:
     masked = mask_text(raw)
     assert hidden not in masked and kept in masked
+
+
+@pytest.mark.parametrize(
+    "text", ["POST /v1/chat/completions 200", "request", "fast@127.0.0.1:8000", "", "ok"]
+)
+def test_mask_text_leaves_harmless_text_alone(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_mask_secrets_skips_only_gateway_owned_fields() -> None:
+    event = {
+        "event": "Authorization: Bearer abc.def.ghi",
+        "status": "ok",
+        "latency_ms": 1.5,
+        "user_id": 3,
+        "token": "plain-secret",
+        "model": "sk-cg-AbCdEf0123456789xyz",
+        "nested": {"password": "hunter2"},
+        "missing": None,
+    }
+    masked = mask_secrets(None, "info", event)
+    assert "abc.def.ghi" not in masked["event"]
+    assert masked["token"] == MASK and masked["nested"] == {"password": MASK}
+    assert "AbCdEf0123456789xyz" not in masked["model"]
+    assert (masked["status"], masked["latency_ms"], masked["user_id"]) == ("ok", 1.5, 3)
+    assert masked["missing"] is None
+
+
+def test_json_renderer_copes_with_what_orjson_refuses() -> None:
+    line = render_json({"big": 2**70, "when": datetime(2030, 1, 1, tzinfo=UTC), 1: "x"})
+    decoded = json.loads(line)
+    assert decoded["big"] == 2**70 and decoded["1"] == "x"
 
 
 def test_log_kinds() -> None:

@@ -1052,9 +1052,11 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     from chatgate.openai_api.service import RelayCall
 
     class Engines:
-        async def lines(self, _response: Any, _endpoint: Any = None) -> AsyncIterator[bytes]:
-            for line in lines:
-                yield line
+        async def line_batches(
+            self, _response: Any, _endpoint: Any = None
+        ) -> AsyncIterator[list[bytes]]:
+            for line in lines:  # one network read per event: the client may leave between
+                yield [line]
             if fail:
                 raise EngineError("The engine connection broke", "engine_disconnected")
 
@@ -1084,7 +1086,7 @@ def _upstream(call: Any, response: _StubResponse) -> Any:
     from chatgate.engines.failover import Upstream
 
     endpoint = call.model.endpoints[0]
-    rest = call.state.engines.lines(response)
+    rest = call.state.engines.line_batches(response)
     return Upstream(endpoint, response, [], rest)  # type: ignore[arg-type]
 
 

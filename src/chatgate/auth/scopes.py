@@ -3,6 +3,7 @@ manage keys and the password; a key with scopes is limited to those route groups
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 Scope = Literal["openai", "chat", "profile", "admin"]
@@ -17,7 +18,7 @@ SCOPE_PREFIXES: dict[str, tuple[str, ...]] = {
 NEVER_WITH_KEY = ("/api/keys", "/api/users/me/password", "/api/auth/logout", "/api/auth/refresh")
 
 
-def key_may_access(scopes: list[str], path: str) -> bool:
+def key_may_access(scopes: Sequence[str], path: str) -> bool:
     if path.startswith(NEVER_WITH_KEY):
         return False
     if not scopes:

@@ -6,9 +6,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.auth import apikeys
+from chatgate.auth.cache import IdentityCache
 from chatgate.auth.identity import Identity
 from chatgate.auth.passwords import hash_password_async, needs_rehash, verify_password_async
 from chatgate.auth.schemas import TokenResponse
@@ -20,6 +21,7 @@ from chatgate.settings import Settings
 log = logging.getLogger("chatgate.auth")
 
 # last_used_at is informational: refreshing it at most this often keeps /v1 calls read-only.
+# With the identity cache the row is read at most once per cache TTL per key anyway.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
@@ -120,7 +122,8 @@ async def _load_session_user(db: AsyncSession, claims: TokenClaims) -> tuple[Use
 
 async def identity_from_token(db: AsyncSession, codec: TokenCodec, token: str) -> Identity:
     if apikeys.looks_like_key(token):
-        return await _identity_from_key(db, token)
+        identity, _ = await _identity_from_key(db, token, apikeys.hash_key(token))
+        return identity
     claims = codec.decode(token, "access")
     if claims is None:
         raise unauthorized("Invalid or expired token")
@@ -128,8 +131,29 @@ async def identity_from_token(db: AsyncSession, codec: TokenCodec, token: str) -
     return _identity(user, session_id=claims.session_id)
 
 
-async def _identity_from_key(db: AsyncSession, key: str) -> Identity:
-    row = await db.scalar(select(ApiKey).where(ApiKey.key_hash == apikeys.hash_key(key)))
+async def identity_from_api_key(
+    sessionmaker: async_sessionmaker[AsyncSession], cache: IdentityCache, key: str
+) -> Identity:
+    """An API key's identity: from the cache when it was resolved moments ago, else the DB.
+
+    A hit opens no database session at all. The dict lookup by SHA-256 is not
+    constant-time, but its input is a hash of the presented key, which an attacker
+    cannot steer towards a stored one.
+    """
+    key_hash = apikeys.hash_key(key)
+    cached = cache.get(key_hash, datetime.now(UTC))
+    if cached is not None:
+        return cached
+    async with sessionmaker() as db:
+        identity, expires_at = await _identity_from_key(db, key, key_hash)
+    cache.put(key_hash, identity, expires_at)
+    return identity
+
+
+async def _identity_from_key(
+    db: AsyncSession, key: str, key_hash: str
+) -> tuple[Identity, datetime | None]:
+    row = await db.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
     if row is None or not apikeys.matches(key, row.key_hash):
         raise unauthorized("Incorrect API key provided")
     now = datetime.now(UTC)
@@ -142,10 +166,11 @@ async def _identity_from_key(db: AsyncSession, key: str) -> Identity:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
         await db.commit()
-    return _identity(
+    identity = _identity(
         row.user, api_key_id=row.id, scopes=tuple(row.scopes or ()),
         key_limits=dict(row.limits or {}),
     )
+    return identity, row.expires_at
 
 
 async def development_identity(db: AsyncSession) -> Identity:

@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp.http_exceptions import LineTooLong
 from opentelemetry.propagate import inject
 from opentelemetry.trace import Tracer
 
@@ -152,40 +151,60 @@ class EngineClient:
             await _raise_for_upstream_status(endpoint, response)
         return response
 
-    async def lines(
+    async def line_batches(
         self, response: aiohttp.ClientResponse, endpoint: Endpoint | None = None
-    ) -> AsyncGenerator[bytes, None]:
-        """Non-empty SSE lines from a streaming response, with TTFT and idle timeouts."""
+    ) -> AsyncGenerator[list[bytes], None]:
+        """Non-empty SSE lines from a streaming response, as many as have arrived per read
+        (one batch per network read: relaying them in one write is what keeps up with the
+        engine), with time-to-first-token and idle timeouts."""
         timeouts = self.timeouts_for(endpoint)
         limit = timeouts.first_token
         reader = response.content
+        pending = b""
         while True:
             try:
                 async with asyncio.timeout(limit):
-                    line = await reader.readline(max_line_length=MAX_LINE_BYTES)
+                    data = await reader.readany()
             except TimeoutError as exc:
                 raise EngineError(
                     f"The engine sent nothing for {limit:g}s", "engine_timeout", 504
                 ) from exc
-            except LineTooLong as exc:
-                raise EngineError(
-                    f"The engine sent an event over {MAX_LINE_BYTES} bytes", "engine_bad_response"
-                ) from exc
             except aiohttp.ClientError as exc:
                 # aiohttp drops what it had buffered once the connection broke; the events
                 # the engine sent before it died are still part of the answer.
-                for salvaged in _buffered_lines(reader):
+                salvaged = _buffered_lines(reader, pending)
+                if salvaged:
                     yield salvaged
                 raise EngineError(
                     f"The engine connection broke mid-stream ({type(exc).__name__})",
                     "engine_disconnected",
                 ) from exc
-            if not line:
+            if not data:  # the end: a last line may lack its newline
+                tail = pending.rstrip(b"\r\n")
+                if tail:
+                    yield [tail]
                 return
-            line = line.rstrip(b"\r\n")
-            if line:
+            complete, _, pending = (pending + data).rpartition(b"\n")
+            if len(pending) > MAX_LINE_BYTES:
+                raise EngineError(
+                    f"The engine sent an event over {MAX_LINE_BYTES} bytes", "engine_bad_response"
+                )
+            batch = _split_lines(complete)
+            if batch:
                 limit = timeouts.idle
-                yield line
+                yield batch
+
+    async def lines(
+        self, response: aiohttp.ClientResponse, endpoint: Endpoint | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The same lines one by one."""
+        batches = self.line_batches(response, endpoint)
+        try:
+            async for batch in batches:
+                for line in batch:
+                    yield line
+        finally:
+            await batches.aclose()
 
     async def read_json(
         self, response: aiohttp.ClientResponse, endpoint: Endpoint | None = None
@@ -229,16 +248,19 @@ async def _raise_for_upstream_status(endpoint: Endpoint, response: aiohttp.Clien
     raise EngineError(f"The engine failed: {message}", "engine_error", 502)
 
 
-def _buffered_lines(reader: aiohttp.StreamReader) -> list[bytes]:
+def _split_lines(data: bytes) -> list[bytes]:
+    return [line.rstrip(b"\r") for line in data.split(b"\n") if line.rstrip(b"\r")]
+
+
+def _buffered_lines(reader: aiohttp.StreamReader, pending: bytes = b"") -> list[bytes]:
     """Complete, non-empty lines still buffered in a reader that failed (aiohttp internals:
-    nothing public reads past the error; a missing attribute just means nothing salvaged)."""
-    buffer = getattr(reader, "_buffer", None)
+    nothing public reads past the error; a missing attribute just means nothing salvaged),
+    after ``pending``, the start of a line already read."""
+    buffer = getattr(reader, "_buffer", None) or []
     offset = getattr(reader, "_buffer_offset", 0)
-    if not buffer:
-        return []
-    data = b"".join(buffer)[offset:]
+    data = pending + b"".join(buffer)[offset:]
     complete, _, _partial = data.rpartition(b"\n")
-    return [line.rstrip(b"\r") for line in complete.split(b"\n") if line.rstrip(b"\r")]
+    return _split_lines(complete)
 
 
 def _upstream_message(body: bytes) -> str | None:

@@ -49,16 +49,26 @@ class Upstream:
     endpoint: Endpoint
     response: aiohttp.ClientResponse
     head: list[bytes]  # lines already read: relayed before the rest
-    rest: AsyncGenerator[bytes, None]
+    rest: AsyncGenerator[list[bytes], None]
 
-    async def lines(self) -> AsyncGenerator[bytes, None]:
+    async def batches(self) -> AsyncGenerator[list[bytes], None]:
+        """The lines in the batches they arrived in (the head first, as one)."""
         try:
-            for line in self.head:
-                yield line
-            async for line in self.rest:
-                yield line
+            if self.head:
+                yield self.head
+            async for batch in self.rest:
+                yield batch
         finally:
             await self.rest.aclose()
+
+    async def lines(self) -> AsyncGenerator[bytes, None]:
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for line in batch:
+                    yield line
+        finally:
+            await batches.aclose()
 
 
 @dataclass(frozen=True)
@@ -159,20 +169,20 @@ async def _open_primed(
 ) -> Upstream:
     endpoint.outstanding += 1
     response: aiohttp.ClientResponse | None = None
-    rest: AsyncGenerator[bytes, None] | None = None
+    rest: AsyncGenerator[list[bytes], None] | None = None
     try:
         response = await client.open(endpoint, path, payload, request_id)
-        rest = client.lines(response, endpoint)
+        rest = client.line_batches(response, endpoint)
         head: list[bytes] = []
         while len(head) < HEAD_MAX_LINES:
             try:
-                line = await anext(rest)
+                batch = await anext(rest)
             except StopAsyncIteration:
                 raise EngineError(
                     "The engine ended the stream before answering", "engine_disconnected"
                 ) from None
-            head.append(line)
-            if starts_answer(line):
+            head.extend(batch)
+            if any(starts_answer(line) for line in batch):
                 break
         return Upstream(endpoint, response, head, rest)
     except BaseException:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.auth import apikeys
+from chatgate.auth.cache import invalidate_key
 from chatgate.db.models import ApiKey
 from chatgate.errors import not_found
 
@@ -49,4 +50,5 @@ async def revoke_key(db: AsyncSession, user_id: int, key_id: int) -> ApiKey:
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await db.commit()
+        invalidate_key(row.id)  # after the commit: a request racing it reads the new row
     return row

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatgate.auth.cache import invalidate_key, invalidate_user
 from chatgate.db.models import ApiKey, RoleLimits, User
 from chatgate.errors import APIError, not_found
 from chatgate.limits.policy import LIMIT_FIELDS, LimitPolicy
@@ -51,6 +52,11 @@ async def _set_owner_limits(
         raise not_found(what)
     owner.limits = merged(owner.limits, changes)
     await db.commit()
+    # Cached API-key identities carry these limits: drop them after the commit.
+    if isinstance(owner, ApiKey):
+        invalidate_key(owner.id)
+    else:
+        invalidate_user(owner.id)
     return dict(owner.limits)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from chatgate.observability.metrics import Metrics
 log = logging.getLogger("chatgate.limits")
 
 ROLE_CACHE_SECONDS = 10.0
+POLICY_MEMO_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class RateLimiter:
         self._role_overrides: dict[str, dict[str, Any]] = {}
         self._roles_loaded_at = -math.inf
         self._pending: set[asyncio.Task[None]] = set()
+        # Resolved policies by (role, overrides): building one validates a pydantic model,
+        # and the same few combinations come with every request. Cleared with the roles.
+        self._policies: dict[tuple[object, ...], LimitPolicy] = {}
         self.logins = LoginThrottle(self, self._login)
 
     def invalidate_roles(self) -> None:
@@ -94,16 +99,38 @@ class RateLimiter:
                 rows = (await db.scalars(select(RoleLimits))).all()
             self._role_overrides = {row.role: dict(row.limits) for row in rows}
             self._roles_loaded_at = time.monotonic()
+            self._policies.clear()
+        return self._memo(("role", role), lambda: self._build_role_policy(role))
+
+    def _build_role_policy(self, role: str) -> LimitPolicy:
         base = LimitPolicy().overlay(self._role_defaults.get(role))
         return base.overlay(self._role_overrides.get(role))
 
+    def _memo(self, key: tuple[object, ...], build: Callable[[], LimitPolicy]) -> LimitPolicy:
+        try:
+            found = self._policies.get(key)
+        except TypeError:  # an unhashable override value: not worth remembering
+            return build()
+        if found is None:
+            if len(self._policies) >= POLICY_MEMO_MAX:
+                self._policies.clear()
+            found = self._policies[key] = build()
+        return found
+
     async def subjects(self, identity: Identity) -> list[Subject]:
-        user_policy = (await self.role_policy(identity.role)).overlay(identity.limits)
+        role_policy = await self.role_policy(identity.role)
+        user_policy = self._memo(
+            ("user", identity.role, *_frozen(identity.limits)),
+            lambda: role_policy.overlay(identity.limits),
+        )
         found = [
             Subject(f"user:{identity.user_id}", user_policy, RequestLog.user_id, identity.user_id)
         ]
         if identity.api_key_id is not None and identity.key_limits:
-            key_policy = LimitPolicy().overlay(identity.key_limits)
+            key_policy = self._memo(
+                ("key", *_frozen(identity.key_limits)),
+                lambda: LimitPolicy().overlay(identity.key_limits),
+            )
             found.append(
                 Subject(
                     f"key:{identity.api_key_id}",
@@ -142,6 +169,8 @@ class RateLimiter:
 
     def finish_nowait(self, admission: Admission, tokens: int) -> None:
         """``finish`` for code that cannot await (a cancelled stream's cleanup)."""
+        if not admission.slots and not admission.token_windows:
+            return  # nothing held, nothing to charge: no task per request for nothing
         task = asyncio.create_task(self.finish(admission, tokens))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -246,6 +275,10 @@ class LoginThrottle:
     async def succeeded(self, username: str, ip: str) -> None:
         item, key = self._windows(username, ip)[0]
         await self._store.clear(item, key)
+
+
+def _frozen(overrides: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(overrides.items()))
 
 
 def _rate_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:

@@ -19,6 +19,8 @@ from chatgate.openai_api import service
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
+# Answers that start within this need no disconnect-watcher task.
+WATCH_AFTER_SECONDS = 0.05
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -58,8 +60,16 @@ async def _finished_unless_disconnected(request: Request, work: asyncio.Future[A
 
     The server does not cancel a handler whose client left, so a non-streamed request
     watches for the disconnect itself: cancelling closes the engine connection, which
-    aborts the generation (SPEC 8).
+    aborts the generation (SPEC 8). Most answers take a few milliseconds to start: only
+    a slower one gets a watcher task (a client leaving is seen at most that much later).
     """
+    try:
+        await asyncio.wait({work}, timeout=WATCH_AFTER_SECONDS)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    if work.done():
+        return True
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)

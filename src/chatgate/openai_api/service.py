@@ -218,11 +218,12 @@ async def relay_stream(
     error: str | None = "client disconnected"
     error_event: bytes | None = None
     call.state.metrics.active_streams.inc()
-    lines = upstream.lines()
+    batches = upstream.batches()
     try:
-        async for line in lines:
-            out = _translate(call, line, stats)
-            if out is not None:
+        async for batch in batches:
+            # One write per network read of the engine, not one per event.
+            out = b"".join([piece for line in batch if (piece := _translate(call, line, stats))])
+            if out:
                 yield out
         status, code, error = "ok", 200, None
         if stats.finish_reason is None:
@@ -246,7 +247,7 @@ async def relay_stream(
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
             _record_nowait(call, usage_row(call, stats, status, code, error))
-        await lines.aclose()  # last: the bookkeeping above must not wait on it
+        await batches.aclose()  # last: the bookkeeping above must not wait on it
     row = usage_row(call, stats, status, code, error)
     await _record(call, row)
     if error_event is not None:

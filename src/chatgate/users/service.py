@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatgate.auth.cache import invalidate_user
 from chatgate.auth.passwords import hash_password_async, verify_password_async
 from chatgate.db.models import AuthSession, User
 from chatgate.errors import APIError, not_found
@@ -76,6 +77,7 @@ async def set_disabled(db: AsyncSession, user: User, disabled: bool) -> None:
     if disabled:
         await _revoke_sessions(db, user.id)
     await db.commit()
+    invalidate_user(user.id)
 
 
 async def update_user(db: AsyncSession, user: User, changes: dict[str, Any]) -> User:
@@ -94,6 +96,7 @@ async def update_user(db: AsyncSession, user: User, changes: dict[str, Any]) -> 
     except IntegrityError as exc:
         await db.rollback()
         raise APIError(409, "That e-mail is already used", "user_exists") from exc
+    invalidate_user(user.id)  # role or disabled may have changed: cached API keys re-read
     return user
 
 
@@ -101,6 +104,7 @@ async def update_settings(db: AsyncSession, user: User, settings: dict[str, Any]
     merged = {**(user.settings or {}), **settings}
     user.settings = {key: value for key, value in merged.items() if value is not None}
     await db.commit()
+    invalidate_user(user.id)
     return user
 
 
