@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     embedded_model_path: Path | None = None
     embedded_threads: int = 2
     embedded_ctx: int = 8192
+    # RAM for llama.cpp's cache of evaluated prompts (0: off): conversations taking turns
+    # resume from their saved state instead of evaluating their history again.
+    embedded_prompt_cache_mb: int = 1024
     engine_python: str | None = None
     engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_model: str = DEFAULT_MODEL_ID

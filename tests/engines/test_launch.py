@@ -112,6 +112,11 @@ def test_the_embedded_profile_follows_the_embedded_settings(tmp_path: Path) -> N
     assert argv[argv.index("--n_threads") + 1] == "3"
     assert argv[argv.index("--model_alias") + 1] == DEFAULT_MODEL_ID
     assert plan.ready_path == "/v1/models"
+    # Conversations taking turns on the one llama.cpp slot resume from the prompt cache.
+    assert argv[argv.index("--cache") + 1] == "true"
+    assert argv[argv.index("--cache_size") + 1] == str(1024 * 2**20)
+    no_cache = conf.model_copy(update={"embedded_prompt_cache_mb": 0})
+    assert "--cache" not in plan_launch(embedded, no_cache).command(9000)
 
 
 def test_llamacpp_profiles_need_their_file(tmp_path: Path) -> None:

@@ -79,8 +79,15 @@ def llamacpp_command(
     alias: str,
     threads: int,
     n_ctx: int,
+    prompt_cache_bytes: int = 0,
 ) -> list[str]:
-    """argv that starts llama-cpp-python's OpenAI-compatible server for one model."""
+    """argv that starts llama-cpp-python's OpenAI-compatible server for one model.
+
+    ``prompt_cache_bytes``: a RAM cache of evaluated prompts. The server has one sequence
+    slot, so chats that take turns would each evaluate their whole history again; with
+    the cache a returning conversation resumes from its saved state.
+    """
+    cache = ["--cache", "true", "--cache_size", str(prompt_cache_bytes)]
     return [
         python, "-m", "llama_cpp.server",
         "--model", str(model_path),
@@ -92,6 +99,7 @@ def llamacpp_command(
         # The default lets every new request abort the one being generated.
         "--interrupt_requests", "false",
         "--n_ctx", str(n_ctx),
+        *(cache if prompt_cache_bytes else []),
     ]  # fmt: skip
 
 

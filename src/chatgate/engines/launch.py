@@ -116,7 +116,9 @@ def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
     python = settings.engine_python or sys.executable
     path = _gguf_path(profile, settings)
     threads = int(profile.engine_args.get("n_threads", settings.embedded_threads))
-    n_ctx = settings.embedded_ctx if profile.id == DEFAULT_MODEL_ID else profile.max_model_len
+    embedded = profile.id == DEFAULT_MODEL_ID
+    n_ctx = settings.embedded_ctx if embedded else profile.max_model_len
+    cache_bytes = settings.embedded_prompt_cache_mb * 2**20 if embedded else 0
     extra = {k: v for k, v in profile.engine_args.items() if k not in ("n_threads", "n_ctx")}
 
     def command(port: int) -> list[str]:
@@ -128,6 +130,7 @@ def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
             alias=profile.id,
             threads=threads,
             n_ctx=n_ctx,
+            prompt_cache_bytes=cache_bytes,
         )
         return argv + _flags(extra)
 
