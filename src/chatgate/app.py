@@ -26,12 +26,13 @@ from chatgate.conversations import service as conversations
 from chatgate.conversations.router import router as conversations_router
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines import persist
-from chatgate.engines.client import EngineClient, Timeouts
+from chatgate.engines.client import EngineClient
+from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.engines.health import discover_upstream_model
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.monitor import EngineMonitor
 from chatgate.engines.profiles import ModelProfile, ProfileError, load_profiles
-from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry, normalise_base_url
+from chatgate.engines.registry import ModelEntry, ModelRegistry, normalise_base_url
 from chatgate.engines.router import router as models_router
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.errors import APIError, install_error_handlers

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
 from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
-from chatgate.engines.registry import Endpoint
+from chatgate.engines.endpoint import Endpoint
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import Gateway, free_port, parse_sse, start_gateway

@@ -24,8 +24,8 @@ from chatgate.engines.client import (
     engine_request_id,
     parse_data_line,
 )
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.health import check_endpoint, discover_upstream_model
-from chatgate.engines.registry import Endpoint
 from tests.helpers import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from chatgate.engines.client import EngineClient, EngineError, Timeouts
+from chatgate.engines.client import EngineClient, EngineError
+from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.engines.failover import MAX_ATTEMPTS, Upstream, Upstreams, starts_answer
-from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 from tests.fakes.upstream import FakeUpstream

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from chatgate.engines.client import EngineClient, Timeouts
+from chatgate.engines.client import EngineClient
+from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.engines.health import check_endpoint
 from chatgate.engines.monitor import EngineMonitor
-from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.observability.metrics import Metrics
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import free_port

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.engines.routing import (
     AFFINITY_SLACK,
     AffinityMap,

@@ -1048,7 +1048,8 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
 
     from chatgate.auth.identity import Identity
     from chatgate.engines.client import EngineError
-    from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+    from chatgate.engines.endpoint import Endpoint
+    from chatgate.engines.registry import ModelEntry, ModelRegistry
     from chatgate.openai_api.service import RelayCall
 
     class Engines:

@@ -13,9 +13,10 @@ from chatgate.admin.schemas import (
     ModelState,
 )
 from chatgate.engines.compat import CompatReport, HardwareSpec, check_profile, detected_hardware
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.profiles import ModelProfile
-from chatgate.engines.registry import Endpoint, ModelEntry
+from chatgate.engines.registry import ModelEntry
 from chatgate.state import AppState
 
 _STATES: dict[str, ModelState] = {

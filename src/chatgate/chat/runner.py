@@ -18,8 +18,8 @@ from chatgate.chat import titles
 from chatgate.chat.service import ChatJob
 from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.engines.client import EngineError, parse_data_line
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.failover import Upstream, Upstreams
-from chatgate.engines.registry import Endpoint
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
 from chatgate.errors import APIError, error_body
 from chatgate.state import AppState

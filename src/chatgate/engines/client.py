@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -19,7 +18,7 @@ import orjson
 from opentelemetry.propagate import inject
 from opentelemetry.trace import Tracer
 
-from chatgate.engines.registry import Endpoint
+from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.observability.tracing import engine_span
 
 log = logging.getLogger("chatgate.engines")
@@ -51,13 +50,6 @@ class EngineError(Exception):
         self.code = code
         self.status_code = status_code
         self.engine: str | None = None  # the endpoint that failed, once failover knows it
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float
-    first_token: float
-    idle: float
 
 
 class EngineClient:

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 from chatgate.engines.client import DONE_LINE, EngineClient, EngineError, parse_data_line
-from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 

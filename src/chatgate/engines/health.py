@@ -10,7 +10,7 @@ import logging
 import aiohttp
 
 from chatgate.engines.client import EngineClient
-from chatgate.engines.registry import Endpoint
+from chatgate.engines.endpoint import Endpoint
 
 log = logging.getLogger("chatgate.engines")
 

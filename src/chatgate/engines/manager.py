@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chatgate.engines.embedded import EngineSetupError
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.launch import LaunchError, plan_launch, supervisor_for
 from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile
-from chatgate.engines.registry import Endpoint, ModelEntry, ModelRegistry
+from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.engines.switch import SwitchStatus
 from chatgate.errors import APIError

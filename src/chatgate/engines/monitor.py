@@ -9,8 +9,9 @@ import contextlib
 import logging
 
 from chatgate.engines.client import EngineClient
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.health import check_endpoint
-from chatgate.engines.registry import Endpoint, ModelRegistry
+from chatgate.engines.registry import ModelRegistry
 from chatgate.engines.scrape import scrape_metrics
 from chatgate.observability.metrics import Metrics
 

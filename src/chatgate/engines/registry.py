@@ -10,62 +10,18 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from chatgate.engines.breaker import CircuitBreaker, CircuitPolicy
+from chatgate.engines.breaker import CircuitPolicy
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.routing import AffinityMap, choose
-from chatgate.engines.scrape import EngineMetrics, ScrapeState
 from chatgate.errors import APIError
-
-if TYPE_CHECKING:
-    from chatgate.engines.client import Timeouts
 
 log = logging.getLogger("chatgate.engines")
 
 DEFAULT_ALIAS = "default"
 DEFAULT_AFFINITY_SESSIONS = 10_000
 SWITCH_RETRY_AFTER = 10  # seconds: a drain-and-restart takes at least this long
-
-
-@dataclass
-class Endpoint:
-    """One OpenAI-compatible engine server (a replica) for a model.
-
-    All routing state is fixed fields here, so it stays bounded per endpoint.
-    """
-
-    name: str
-    base_url: str  # ends with /v1
-    upstream_model: str
-    supervised: bool = False
-    outstanding: int = 0
-    healthy: bool = True
-    last_error: str | None = None
-    kind: Literal["attached", "managed"] = "attached"  # managed: chatgate started it
-    timeouts: Timeouts | None = None  # overrides the client's defaults for this replica
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    metrics: EngineMetrics | None = None  # last scrape of the engine's own /metrics
-    scrape: ScrapeState = field(default_factory=ScrapeState)
-    # llama-cpp-python has no /health: once it answered 404 the probe asks /v1/models.
-    probe_models: bool = False
-
-    @property
-    def root_url(self) -> str:
-        return self.base_url.removesuffix("/v1")
-
-    def public(self, now: float | None = None) -> dict[str, Any]:
-        """The admin view (engine URLs are for admins only, never in user-facing lists)."""
-        return {
-            "name": self.name,
-            "base_url": self.base_url,
-            "kind": self.kind,
-            "healthy": self.healthy,
-            "circuit": self.breaker.state(time.monotonic() if now is None else now),
-            "outstanding": self.outstanding,
-            "last_error": self.last_error,
-            "metrics": self.metrics.public() if self.metrics is not None else None,
-            "consecutive_failures": self.breaker.consecutive_failures,
-        }
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from chatgate.engines.registry import Endpoint
+    from chatgate.engines.endpoint import Endpoint
 
 # A sticky replica is kept while it carries at most this many more requests than the best.
 AFFINITY_SLACK = 2

@@ -17,8 +17,9 @@ import orjson
 
 from chatgate.auth.identity import Identity
 from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.failover import Upstream, Upstreams
-from chatgate.engines.registry import Endpoint, ModelEntry
+from chatgate.engines.registry import ModelEntry
 from chatgate.engines.routing import v1_affinity_key
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
