@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from chatgate.app import build_registry
-from chatgate.engines.profiles import load_profiles
+from chatgate.engines.endpoint import Timeouts
+from chatgate.engines.profiles import ProfileTimeouts, load_profiles
 from chatgate.engines.registry import DEFAULT_ALIAS
 from chatgate.settings import Settings
 from tests.helpers import Gateway
@@ -42,3 +43,19 @@ async def test_api_models_lists_usable_models(gateway: Gateway) -> None:
     assert [m["id"] for m in body["models"]] == ["fake-model"]
     assert body["models"][0]["healthy"] is True
     assert anonymous.status_code == 401
+
+
+def test_profile_timeouts_apply_to_its_attached_engines(tmp_path: Path, clean_env: None) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        engines=["smollm2-135m=http://127.0.0.1:9001", "other=http://127.0.0.1:9002"],
+        engine_idle_timeout=30.0,
+    )
+    profiles = load_profiles()
+    slow = profiles["smollm2-135m"].model_copy(
+        update={"timeouts": ProfileTimeouts(first_token=900.0)}
+    )
+    registry = build_registry(settings, {**profiles, "smollm2-135m": slow})
+    (endpoint,) = registry.resolve("smollm2-135m").endpoints
+    assert endpoint.timeouts == Timeouts(settings.engine_connect_timeout, 900.0, 30.0)
+    assert registry.resolve("other").endpoints[0].timeouts is None  # the client's defaults

@@ -100,6 +100,8 @@ def build_registry(settings: Settings, profiles: dict[str, ModelProfile]) -> Mod
         profile = profiles.get(name)
         entry = ModelEntry(id=name, name=profile.name if profile else name, endpoints=endpoints)
         if profile is not None:
+            for endpoint in endpoints:
+                endpoint.timeouts = profile.endpoint_timeouts(Timeouts.from_settings(settings))
             entry.aliases = list(profile.aliases)
             entry.default_params = dict(profile.default_params)
             entry.context_length = profile.max_model_len
@@ -136,11 +138,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("marked %d unfinished answers from a previous run as interrupted", stale)
     metrics = Metrics()
     engines = EngineClient(
-        Timeouts(
-            settings.engine_connect_timeout,
-            settings.engine_ttft_timeout,
-            settings.engine_idle_timeout,
-        ),
+        Timeouts.from_settings(settings),
         settings.engine_max_connections,
         on_headers=lambda name, seconds: metrics.engine_latency.labels(name).observe(seconds),
         tracer=app.state.tracer,

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
+from chatgate.engines.endpoint import Timeouts
 from chatgate.engines.profiles import (
     ModelProfile,
     ProfileError,
+    ProfileTimeouts,
     find_profile,
     load_profiles,
     shipped_dir,
@@ -265,3 +267,11 @@ def test_unknown_profile_lists_the_known_ones() -> None:
 
     assert "unknown model profile 'gpt-5'" in str(caught.value)
     assert SEED in str(caught.value) and "smollm2-135m" in str(caught.value)
+
+
+def test_a_profile_can_override_engine_timeouts() -> None:
+    defaults = Timeouts(connect=5.0, first_token=120.0, idle=60.0)
+    embedded = load_profiles()["smollm2-135m"]
+    assert embedded.endpoint_timeouts(defaults) is None  # the gateway's own apply
+    thinker = embedded.model_copy(update={"timeouts": ProfileTimeouts(first_token=600.0)})
+    assert thinker.endpoint_timeouts(defaults) == Timeouts(5.0, 600.0, 60.0)

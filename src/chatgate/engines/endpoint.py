@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from chatgate.engines.breaker import CircuitBreaker
 from chatgate.engines.scrape import EngineMetrics, ScrapeState
+from chatgate.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,15 @@ class Timeouts:
     connect: float
     first_token: float
     idle: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        """The gateway-wide defaults (a profile may override them per engine)."""
+        return cls(
+            settings.engine_connect_timeout,
+            settings.engine_ttft_timeout,
+            settings.engine_idle_timeout,
+        )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chatgate.engines.embedded import EngineSetupError
-from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.engines.launch import LaunchError, plan_launch, supervisor_for
 from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile
 from chatgate.engines.registry import ModelEntry, ModelRegistry
@@ -45,10 +45,15 @@ class ManagedEngine:
     supervisor: EngineSupervisor
 
 
-def entry_for_profile(profile: ModelProfile, base_url: str, *, kind: str) -> ModelEntry:
-    """The registry entry of a profile served by one engine at ``base_url``."""
+def entry_for_profile(
+    profile: ModelProfile, base_url: str, *, kind: str, timeouts: Timeouts | None = None
+) -> ModelEntry:
+    """The registry entry of a profile served by one engine at ``base_url``;
+    ``timeouts``: the gateway's defaults, which the profile may override."""
     netloc = base_url.split("://", 1)[-1].removesuffix("/v1")
     endpoint = Endpoint(name=f"{profile.id}@{netloc}", base_url=base_url, upstream_model=profile.id)
+    if timeouts is not None:
+        endpoint.timeouts = profile.endpoint_timeouts(timeouts)
     endpoint.kind = "managed" if kind == "managed" else "attached"
     entry = ModelEntry(
         id=profile.id,
@@ -229,7 +234,8 @@ class EngineManager:
 
     def _register(self, profile: ModelProfile, supervisor: EngineSupervisor) -> None:
         self._registry.remove(profile.id)
-        entry = entry_for_profile(profile, supervisor.base_url, kind="managed")
+        defaults = Timeouts.from_settings(self._settings)
+        entry = entry_for_profile(profile, supervisor.base_url, kind="managed", timeouts=defaults)
         entry.enabled = self.is_enabled(profile.id)
         self._registry.add(entry)
 

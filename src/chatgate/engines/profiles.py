@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from dataclasses import replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chatgate.engines.endpoint import Timeouts
 
 EngineKind = Literal["vllm", "llamacpp", "openai"]
 Dtype = Literal["float16", "bfloat16", "float32"]
@@ -58,6 +61,16 @@ class ProfileError(ValueError):
     """A profile is invalid, missing, or cannot be resolved; the message says which."""
 
 
+class ProfileTimeouts(BaseModel):
+    """Per-engine overrides of the gateway's engine timeouts (seconds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect: float | None = Field(default=None, gt=0)
+    first_token: float | None = Field(default=None, gt=0)
+    idle: float | None = Field(default=None, gt=0)
+
+
 class ModelProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,8 +96,17 @@ class ModelProfile(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     default_params: dict[str, Any] = Field(default_factory=dict)
     chat_template: str | None = None
+    # e.g. a reasoning model that thinks for minutes before its first token
+    timeouts: ProfileTimeouts | None = None
     description: str = ""
     source_file: str = ""
+
+    def endpoint_timeouts(self, defaults: Timeouts) -> Timeouts | None:
+        """The timeouts of this profile's engines: its overrides over ``defaults``."""
+        if self.timeouts is None:
+            return None
+        given = self.timeouts.model_dump(exclude_none=True)
+        return replace(defaults, **given)
 
     @field_validator("id")
     @classmethod
