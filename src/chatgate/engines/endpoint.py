@@ -37,7 +37,6 @@ class Endpoint:
     name: str
     base_url: str  # ends with /v1
     upstream_model: str
-    supervised: bool = False
     outstanding: int = 0
     healthy: bool = True
     last_error: str | None = None
