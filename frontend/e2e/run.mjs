@@ -192,7 +192,17 @@ async function unsafeDom(page) {
 async function send(page, text) {
   const box = page.getByLabel('Message', { exact: true })
   await box.fill(text)
-  await box.press('Enter')
+  // The composer holds the text while a conversation is still loading (slow machine):
+  // press Enter until it takes the message, which empties the box.
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    await box.press('Enter')
+    for (let i = 0; i < 10; i++) {
+      if ((await box.inputValue()) === '') return
+      await page.waitForTimeout(50)
+    }
+  }
+  throw new Error(`the composer did not send: ${text.slice(0, 40)}`)
 }
 
 async function setMaxTokens(page, value) {
