@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from chatgate.auth import passwords
 from chatgate.db import migrate
 from chatgate.settings import Settings
 from tests.fakes.upstream import FakeUpstream
-from tests.helpers import Gateway, start_gateway
+from tests.helpers import FakeClock, Gateway, start_gateway
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
@@ -98,6 +99,14 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await fake.start()
     yield fake
     await fake.stop()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """``time.monotonic`` under the test's control (restored afterwards)."""
+    fake = FakeClock()
+    monkeypatch.setattr(time, "monotonic", fake)
+    return fake
 
 
 # Two fake engines: replicas of one model, for routing and failover tests.

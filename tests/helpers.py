@@ -145,3 +145,13 @@ async def start_gateway(settings: Settings, upstream: FakeUpstream) -> AsyncIter
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+class FakeClock:
+    """A ``time.monotonic`` stand-in that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from chatgate.auth import cache as cache_module
 from chatgate.auth.cache import IdentityCache, invalidate_all, invalidate_key, invalidate_user
 from chatgate.auth.identity import Identity
-from tests.helpers import Gateway
+from tests.helpers import FakeClock, Gateway
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -18,22 +15,7 @@ def identity(user_id: int = 1, key_id: int = 10) -> Identity:
     return Identity(user_id=user_id, username=f"u{user_id}", role="user", api_key_id=key_id)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(cache_module.time, "monotonic", fake)
-    return fake
-
-
-def test_hit_within_ttl_then_miss_after(clock: Clock) -> None:
+def test_hit_within_ttl_then_miss_after(clock: FakeClock) -> None:
     cache = IdentityCache(ttl_seconds=5)
     cache.put("h1", identity(), None)
     assert cache.get("h1", NOW) == identity()
@@ -44,14 +26,14 @@ def test_hit_within_ttl_then_miss_after(clock: Clock) -> None:
     assert len(cache) == 0  # the stale entry is gone, not kept around
 
 
-def test_expired_key_is_never_served_from_cache(clock: Clock) -> None:
+def test_expired_key_is_never_served_from_cache(clock: FakeClock) -> None:
     cache = IdentityCache(ttl_seconds=60)
     cache.put("h1", identity(), NOW + timedelta(seconds=1))
     assert cache.get("h1", NOW) is not None
     assert cache.get("h1", NOW + timedelta(seconds=1)) is None
 
 
-def test_bounded_evicts_stale_first_then_oldest(clock: Clock) -> None:
+def test_bounded_evicts_stale_first_then_oldest(clock: FakeClock) -> None:
     cache = IdentityCache(ttl_seconds=5, max_entries=2)
     cache.put("old", identity(1, 1), None)
     clock.now += 10
@@ -63,13 +45,13 @@ def test_bounded_evicts_stale_first_then_oldest(clock: Clock) -> None:
     assert cache.get("b", NOW) is None and cache.get("d", NOW) is not None
 
 
-def test_zero_ttl_disables_caching(clock: Clock) -> None:
+def test_zero_ttl_disables_caching(clock: FakeClock) -> None:
     cache = IdentityCache(ttl_seconds=0)
     cache.put("h1", identity(), None)
     assert cache.get("h1", NOW) is None
 
 
-def test_invalidation_reaches_every_cache_of_the_process(clock: Clock) -> None:
+def test_invalidation_reaches_every_cache_of_the_process(clock: FakeClock) -> None:
     first, second = IdentityCache(), IdentityCache()
     for cache in (first, second):
         cache.put("a", identity(user_id=1, key_id=10), None)

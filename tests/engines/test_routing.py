@@ -16,14 +16,7 @@ from chatgate.engines.routing import (
 )
 from chatgate.engines.scrape import EngineMetrics
 from chatgate.errors import APIError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 def ep(name: str, outstanding: int = 0, waiting: float | None = None) -> Endpoint:
@@ -34,8 +27,8 @@ def ep(name: str, outstanding: int = 0, waiting: float | None = None) -> Endpoin
     return endpoint
 
 
-def setup(*endpoints: Endpoint, **options: object) -> tuple[ModelRegistry, ModelEntry, Clock]:
-    clock = Clock()
+def setup(*endpoints: Endpoint, **options: object) -> tuple[ModelRegistry, ModelEntry, FakeClock]:
+    clock = FakeClock()
     registry = ModelRegistry("m", clock=clock, **options)  # type: ignore[arg-type]
     entry = ModelEntry(id="m", name="M", endpoints=list(endpoints))
     registry.add(entry)

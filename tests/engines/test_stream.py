@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chatgate.engines import stream as stream_module
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
+from tests.helpers import FakeClock
 
 
 def chat_chunk(content: str | None = None, finish: str | None = None,
@@ -31,22 +31,7 @@ def usage_chunk(prompt: Any, completion: Any) -> dict[str, Any]:
                                      "total_tokens": 0}}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(stream_module.time, "monotonic", fake)
-    return fake
-
-
-def test_chat_stream_text_finish_and_counts(clock: Clock) -> None:
+def test_chat_stream_text_finish_and_counts(clock: FakeClock) -> None:
     stats = StreamStats(started=clock())
     assert stats.observe(chat_chunk(role="assistant", content="")) is None
     assert stats.first_token_at is None  # a role-only chunk is not a token
@@ -65,7 +50,7 @@ def test_chat_stream_text_finish_and_counts(clock: Clock) -> None:
     assert stats.input_tokens(fallback=17) == 17
 
 
-def test_no_token_means_no_ttft(clock: Clock) -> None:
+def test_no_token_means_no_ttft(clock: FakeClock) -> None:
     stats = StreamStats(started=clock())
     stats.observe(chat_chunk(finish="length"))
     assert stats.ttft_ms is None
