@@ -20,7 +20,7 @@ from chatgate.auth import passwords
 from chatgate.db import migrate
 from chatgate.settings import Settings
 from tests.fakes.upstream import FakeUpstream
-from tests.helpers import FakeClock, Gateway, start_gateway
+from tests.helpers import FakeClock, Gateway, missing, start_gateway
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
@@ -40,10 +40,7 @@ def require_service(name: str, host: str, port: int) -> None:
     """Skip with a reason when a local service is absent; under CI=true, fail instead."""
     if port_open(host, port):
         return
-    message = f"{name} is not reachable at {host}:{port}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}, and CI=true requires it")
-    pytest.skip(message)
+    missing(f"{name} is not reachable at {host}:{port}")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate
 from chatgate.engines.endpoint import Endpoint
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream
-from tests.helpers import Gateway, free_port, parse_sse, start_gateway
+from tests.helpers import Gateway, free_port, missing, parse_sse, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +94,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, 
     try:
         locate_smollm2_gguf()
     except EngineSetupError as exc:
-        pytest.skip(str(exc))
+        missing(str(exc))
     log_dir = tmp_path_factory.mktemp("failover-engines")
     pair = Engine(free_port(), log_dir), Engine(free_port(), log_dir)
     try:

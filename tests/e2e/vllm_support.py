@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.helpers import missing
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_VENV = REPO / ".venv-vllm"
@@ -29,13 +30,11 @@ STARTUP_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
 
 
+
 def _require(path: Path, what: str) -> Path:
     if path.exists():
         return path
-    message = f"{what} is missing ({path}); build it with `{MAKE_HINT}`"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}, and CI=true requires it")
-    pytest.skip(message)
+    missing(f"{what} is missing ({path}); build it with `{MAKE_HINT}`")
 
 
 def vllm_python() -> Path:
