@@ -24,6 +24,7 @@ from chatgate.bench import report
 from chatgate.bench.loadgen import Target, Workload
 from chatgate.bench.sweep import SweepConfig, run_sweep
 from chatgate.bench.targets import check
+from chatgate.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -128,6 +129,8 @@ def start_engine(logs: Path) -> str | None:
         alias=ENGINE_MODEL,
         threads=os.cpu_count() or 2,
         n_ctx=4096,
+        # As `chatgate serve` runs it: with the prompt cache, a returning chat resumes.
+        prompt_cache_bytes=Settings().embedded_prompt_cache_mb * 2**20,
     )
     start("engine", argv, logs)
     url = f"http://127.0.0.1:{port}"
@@ -203,17 +206,36 @@ def part_a(urls: dict[str, str], key: str) -> SweepConfig:
 
 
 def part_b(engine: str, chatgate: str, key: str) -> SweepConfig:
-    targets = [Target("direct", engine + "/v1"), Target("chatgate", chatgate + "/v1", key)]
+    """Long context: a ~2k-token prompt per session, then a follow-up turn (prefix cache)."""
     workload = Workload(
         model=ENGINE_MODEL, input_tokens=2000, max_tokens=32, multi_turn=2, timeout_s=600
     )
     return SweepConfig(
-        targets,
+        _engine_targets(engine, chatgate, key),
         concurrency=[int(c) for c in B_CONCURRENCY.split(",")],
         requests=2 if QUICK else 10,
         warmup=1,
         workload=workload,
     )
+
+
+def part_b_chat(engine: str, chatgate: str, key: str) -> SweepConfig:
+    """The seed's throughput KPI (req/min at 5 concurrent chat sessions): chats of a
+    usual length, ~250-token first prompts growing over 3 turns."""
+    workload = Workload(
+        model=ENGINE_MODEL, input_tokens=250, max_tokens=32, multi_turn=3, timeout_s=300
+    )
+    return SweepConfig(
+        _engine_targets(engine, chatgate, key),
+        concurrency=[5],
+        requests=5 if QUICK else 15,
+        warmup=1,
+        workload=workload,
+    )
+
+
+def _engine_targets(engine: str, chatgate: str, key: str) -> list[Target]:
+    return [Target("direct", engine + "/v1"), Target("chatgate", chatgate + "/v1", key)]
 
 
 def main() -> None:
@@ -270,7 +292,9 @@ def main() -> None:
         if engine:
             say("[suite] (b) embedded engine direct vs through chatgate")
             sweep = asyncio.run(run_sweep(part_b(engine, urls["chatgate"], key), say))
-            parts["(b) embedded engine (SmolLM2-135M, llama.cpp)"] = sweep
+            parts["(b) embedded engine, 2k-token prompts (SmolLM2-135M, llama.cpp)"] = sweep
+            sweep = asyncio.run(run_sweep(part_b_chat(engine, urls["chatgate"], key), say))
+            parts["(b) embedded engine, chat sessions (SmolLM2-135M, llama.cpp)"] = sweep
         else:
             notes.append("embedded engine unavailable: part (b) skipped")
     finally:

@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -46,7 +47,9 @@ from chatgate.observability.logging import configure_from_settings, log_usage
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
 from chatgate.observability.tracing import TracingMiddleware, make_provider
+from chatgate.openai_api.router import RELAY_OPENAPI_PATHS
 from chatgate.openai_api.router import router as openai_router
+from chatgate.runtime import tune_garbage_collector
 from chatgate.settings import Settings
 from chatgate.state import AppState
 from chatgate.usage.record import UsageRecord
@@ -204,6 +207,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manager=manager,
         redis=redis,
     )
+    if app.state.tune_gc:
+        tune_garbage_collector()
     try:
         yield
     finally:
@@ -225,9 +230,11 @@ def create_app(
     *,
     registry: ModelRegistry | None = None,
     managed: dict[str, EngineSupervisor] | None = None,
+    tune_gc: bool = False,
 ) -> FastAPI:
     """The gateway app. ``managed``: engines the caller started (profile id → supervisor)
-    that the app takes over, so an admin can switch them."""
+    that the app takes over, so an admin can switch them. ``tune_gc``: this process is
+    the server (see ``runtime.tune_garbage_collector``), not a test or a tool."""
     settings = load_secret(settings or Settings())
     check_startup_safety(settings)
     try:
@@ -244,8 +251,10 @@ def create_app(
     app.state.registry = registry
     app.state.profiles = profiles
     app.state.managed = dict(managed or {})
+    app.state.tune_gc = tune_gc
     install_error_handlers(app)
     for router in (
+        openai_router,  # first: routes are matched in order, and /v1 is the hot path
         health_router,
         admin_router,
         auth_router,
@@ -254,13 +263,13 @@ def create_app(
         models_router,
         conversations_router,
         chat_router,
-        openai_router,
         metrics_router,
         usage_router,
         limits_router,
     ):
         app.include_router(router)
     app.router.default = spa_fallback  # only when no route matched
+    _document_raw_routes(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -283,9 +292,21 @@ def create_app(
     return app
 
 
+def _document_raw_routes(app: FastAPI) -> None:
+    """Add the raw ASGI routes, which FastAPI does not see, to the OpenAPI schema."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema["paths"].update(RELAY_OPENAPI_PATHS)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving (settings from env)."""
     settings = Settings()
     # Worker processes are spawned fresh: they set up their own logging.
     configure_from_settings(settings)
-    return create_app(settings)
+    return create_app(settings, tune_gc=True)

@@ -41,15 +41,17 @@ DbDep = Annotated[AsyncSession, Depends(get_db)]
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    return token_from_header(request.headers.get("authorization", ""))
+
+
+def token_from_header(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
-def _from_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+def is_loopback(host: str) -> bool:
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -57,36 +59,47 @@ def _from_loopback(request: Request) -> bool:
 
 
 async def get_identity(request: Request, state: StateDep) -> Identity:
-    token = bearer_token(request)
+    identity = await identify(
+        state,
+        request.headers.get("authorization", ""),
+        # scope["path"], not request.url.path: the same path without building a URL object.
+        request.scope["path"],
+        request.method,
+        request.client.host if request.client else "",
+    )
+    request.state.identity = identity
+    return identity
+
+
+async def identify(
+    state: AppState, authorization: str, path: str, method: str, client_host: str
+) -> Identity:
+    """Who sends this request (an API key, a session token, or the development bypass),
+    and whether a key's scopes allow ``path``. Shared by the dependency and the raw
+    ``/v1`` endpoints."""
+    token = token_from_header(authorization)
     if token is not None and looks_like_key(token):
         # The hot path of /v1: usually answered from the cache, without a DB session.
         identity = await auth_service.identity_from_api_key(
             state.sessionmaker, state.identity_cache, token
         )
     else:
-        identity = await _session_or_development_identity(request, state, token)
-    # scope["path"], not request.url.path: the same path without building a URL object.
-    path: str = request.scope["path"]
+        identity = await _session_or_development_identity(state, token, method, path, client_host)
     if identity.api_key_id is not None and not key_may_access(identity.scopes, path):
         raise forbidden("This API key's scopes do not allow this request")
-    request.state.identity = identity
     return identity
 
 
 async def _session_or_development_identity(
-    request: Request, state: AppState, token: str | None
+    state: AppState, token: str | None, method: str, path: str, client_host: str
 ) -> Identity:
     async with state.sessionmaker() as db:
         if token is not None:
             identity = await auth_service.identity_from_token(db, state.tokens, token)
-        elif state.settings.development_mode and _from_loopback(request):
+        elif state.settings.development_mode and is_loopback(client_host):
             # Checked per request as well: a server started with another bind address
             # (e.g. `uvicorn --host 0.0.0.0`) must not offer the bypass to the network.
-            log.warning(
-                "DEVELOPMENT_MODE: unauthenticated %s %s served as admin",
-                request.method,
-                request.url.path,
-            )
+            log.warning("DEVELOPMENT_MODE: unauthenticated %s %s served as admin", method, path)
             identity = await auth_service.development_identity(db)
         else:
             raise unauthorized("Missing bearer token or API key")

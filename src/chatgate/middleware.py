@@ -171,21 +171,27 @@ async def _too_large(send: Send, limit: int, headers: list[tuple[bytes, bytes]])
     body = error_body(
         "invalid_request_error", f"Request body exceeds {limit} bytes", "body_too_large"
     )
-    await _send_json(send, 413, body, headers)
+    await send_json(send, 413, body, headers)
 
 
 async def _internal_error(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
     body = error_body("api_error", "Internal server error", "internal_error")
-    await _send_json(send, 500, body, headers)
+    await send_json(send, 500, body, headers)
 
 
-async def _send_json(
+async def send_json(
     send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
+    """A whole JSON response, straight to ASGI ``send``."""
+    content = orjson.dumps(body)
     start: dict[str, Any] = {
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"), *headers],
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+            *headers,
+        ],
     }
     await send(start)
-    await send({"type": "http.response.body", "body": orjson.dumps(body)})
+    await send({"type": "http.response.body", "body": content})

@@ -1120,7 +1120,7 @@ async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_afte
 
 async def test_relay_stream_error_event_comes_after_the_row() -> None:
     from chatgate.engines.stream import StreamStats
-    from chatgate.openai_api.service import relay_stream
+    from chatgate.openai_api.service import FinalChunk, relay_stream
 
     call, usage = _relay_call([_content("a")], fail=True)
     response = _StubResponse()
@@ -1129,13 +1129,17 @@ async def test_relay_stream_error_event_comes_after_the_row() -> None:
         if b'"error"' in data:
             assert [r.status for r in usage.rows] == ["error"]
         out.append(data)
-    assert b'"engine_disconnected"' in out[-2] and out[-1] == b"data: [DONE]\n\n"
+    # The error event and [DONE] end the stream in one piece, marked as the last.
+    assert isinstance(out[-1], FinalChunk)
+    assert not any(isinstance(piece, FinalChunk) for piece in out[:-1])
+    error_event, done = out[-1].split(b"\n\n", 1)
+    assert b'"engine_disconnected"' in error_event and done == b"data: [DONE]\n\n"
     assert response.closed
 
 
 async def test_relay_stream_success_releases_the_connection() -> None:
     from chatgate.engines.stream import StreamStats
-    from chatgate.openai_api.service import relay_stream
+    from chatgate.openai_api.service import FinalChunk, relay_stream
 
     call, usage = _relay_call(
         [_content("a"), _content("b", finish="stop"), b"data: [DONE]"], fail=False
@@ -1143,6 +1147,7 @@ async def test_relay_stream_success_releases_the_connection() -> None:
     response = _StubResponse()
     out = [d async for d in relay_stream(call, _upstream(call, response), StreamStats())]
     assert out[-1] == b"data: [DONE]\n\n" and len(out) == 3
+    assert isinstance(out[-1], FinalChunk)
     assert [(r.status, r.completion_tokens) for r in usage.rows] == [("ok", 2)]
     assert response.released and not response.closed
     assert call.model.endpoints[0].outstanding == 0

@@ -8,10 +8,6 @@ PART_A = "(a)"
 PART_B = "(b)"
 
 
-def _part(parts: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any] | None:
-    return next((sweep for title, sweep in parts.items() if title.startswith(prefix)), None)
-
-
 def _step(sweep: dict[str, Any], label: str) -> dict[str, Any] | None:
     return next((s for s in sweep["steps"] if s["label"] == label), None)
 
@@ -66,7 +62,8 @@ def _overhead(sweep: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _engine(sweep: dict[str, Any]) -> list[str]:
+def _engine(sweep: dict[str, Any], workload: str) -> list[str]:
+    """The engine targets for one part-(b) workload (named in every line)."""
     lines: list[str] = []
     ratios = []
     for step in sweep["steps"]:
@@ -79,7 +76,7 @@ def _engine(sweep: dict[str, Any]) -> list[str]:
         lines.append(
             _verdict(
                 min(ratios) >= 0.95,
-                "engine through chatgate: output tokens/s "
+                f"{workload}: engine through chatgate: output tokens/s "
                 + ", ".join(f"{r:.0%}" for r in ratios)
                 + " of direct per step (target >= 95 %)",
             )
@@ -87,8 +84,14 @@ def _engine(sweep: dict[str, Any]) -> list[str]:
     c5 = _step(sweep, "c=5")
     if c5 and "chatgate" in c5["targets"]:
         rpm = c5["targets"]["chatgate"]["request_throughput"] * 60
+        direct = c5["targets"].get("direct")
+        engine_rpm = f" (engine direct: {direct['request_throughput'] * 60:.0f})" if direct else ""
         lines.append(
-            _verdict(rpm >= 30, f"{rpm:.0f} req/min at 5 sessions through chatgate (target >= 30)")
+            _verdict(
+                rpm >= 30,
+                f"{workload}: {rpm:.0f} req/min at 5 sessions through chatgate{engine_rpm}"
+                " (target >= 30)",
+            )
         )
     stats = [s["targets"]["chatgate"] for s in sweep["steps"] if "chatgate" in s["targets"]]
     total = sum(s["requests"] for s in stats)
@@ -97,17 +100,18 @@ def _engine(sweep: dict[str, Any]) -> list[str]:
         lines.append(
             _verdict(
                 errors / total < 0.01,
-                f"engine errors through chatgate {errors}/{total} (target < 1 %)",
+                f"{workload}: engine errors through chatgate {errors}/{total} (target < 1 %)",
             )
         )
     return lines
 
 
 def check(parts: dict[str, dict[str, Any]]) -> list[str]:
+    """Part (a): the overhead targets; each part-(b) workload: the engine targets."""
     lines: list[str] = []
-    overhead, engine = _part(parts, PART_A), _part(parts, PART_B)
-    if overhead:
-        lines += _overhead(overhead)
-    if engine:
-        lines += _engine(engine)
+    for title, sweep in parts.items():
+        if title.startswith(PART_A):
+            lines += _overhead(sweep)
+        elif title.startswith(PART_B):
+            lines += _engine(sweep, title)
     return lines

@@ -105,7 +105,7 @@ def _run_uvicorn(settings: Settings, managed: dict[str, EngineSupervisor]) -> No
         uvicorn.run("chatgate.app:app_from_env", factory=True, workers=settings.workers, **common)
         return
     # One process: the app takes the engine over, so admins can switch models.
-    uvicorn.run(create_app(settings, managed=managed), **common)
+    uvicorn.run(create_app(settings, managed=managed, tune_gc=True), **common)
 
 
 @app.command()

@@ -48,6 +48,10 @@ _PATTERNS = [
     # e-mail addresses (an alphabetic TLD, so "model@127.0.0.1" engine names stay)
     (("@",), re.compile(r"\b[\w.+\-]+@((?:[\w\-]+\.)+[A-Za-z]{2,})\b"), r"***@\1"),
 ]
+# Any trigger at all: one scan in C, so text that holds none (nearly all) costs one search.
+_ANY_TRIGGER = re.compile(
+    "|".join(re.escape(trigger) for triggers, _, _ in _PATTERNS for trigger in triggers)
+)
 # Fields the gateway fills itself with numbers, enums, ids and timestamps: never masked.
 _SAFE_FIELDS = frozenset(
     {"timestamp", "level", "logger", "method", "status_code", "latency_ms",
@@ -73,6 +77,8 @@ ROTATE_KEEP = 5
 
 def mask_text(text: str) -> str:
     lower = text.casefold()  # casefold: as wide as the (?i) patterns (e.g. "ſ" ~ "s")
+    if _ANY_TRIGGER.search(lower) is None:
+        return text
     for triggers, pattern, replacement in _PATTERNS:
         if any(trigger in lower for trigger in triggers):
             text = pattern.sub(replacement, text)
@@ -127,13 +133,29 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _FormatOnce(structlog.stdlib.ProcessorFormatter):
+    """Formats each record once, however many handlers write it: the console and a file
+    share this formatter, and a rotating file handler formats every record a second time
+    to check its size. The last result is remembered with its record (one tuple, so a
+    thread logging at the same moment cannot pair a record with another's line)."""
+
+    _last: tuple[logging.LogRecord | None, str] = (None, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        last_record, line = self._last
+        if last_record is not record:
+            line = super().format(record)
+            self._last = (record, line)
+        return line
+
+
 def _formatter(json_output: bool) -> structlog.stdlib.ProcessorFormatter:
     renderer: Processor = (
         structlog.processors.JSONRenderer(serializer=render_json)
         if json_output
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    return structlog.stdlib.ProcessorFormatter(
+    return _FormatOnce(
         foreign_pre_chain=_shared_processors(),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -170,9 +192,9 @@ def configure_logging(
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    formatter = _formatter(json_output)
+    json_formatter = _formatter(True)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(formatter)
+    console.setFormatter(json_formatter if json_output else _formatter(False))
     handlers: list[logging.Handler] = [console]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +205,7 @@ def configure_logging(
                 backupCount=ROTATE_KEEP,
                 encoding="utf-8",
             )
-            handler.setFormatter(_formatter(True))
+            handler.setFormatter(json_formatter)
             handler.addFilter(_KindFilter(kind))
             handlers.append(handler)
     root = logging.getLogger()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,11 @@ log = logging.getLogger("chatgate.v1")
 
 # Only the gateway decides where a request goes and how it is accounted.
 _GATEWAY_OWNED = ("model",)
+
+
+class FinalChunk(bytes):
+    """The last piece of a relayed stream (error event, usage, ``[DONE]``): the response
+    body can end in the same write."""
 
 
 @dataclass
@@ -208,8 +213,9 @@ async def complete(call: RelayCall) -> dict[str, Any]:
 
 async def relay_stream(
     call: RelayCall, upstream: Upstream, stats: StreamStats
-) -> AsyncIterator[bytes]:
-    """SSE bytes for the client; the usage row is committed before ``[DONE]``.
+) -> AsyncGenerator[bytes, None]:
+    """SSE bytes for the client; the usage row is committed before ``[DONE]``, and the
+    last piece, a ``FinalChunk``, carries it.
 
     Only content is yielded while the outcome is open; the error event (if any) comes
     after the row was handed to the writer, so a client that leaves at any point cannot
@@ -251,11 +257,10 @@ async def relay_stream(
         await batches.aclose()  # last: the bookkeeping above must not wait on it
     row = usage_row(call, stats, status, code, error)
     await _record(call, row)
-    if error_event is not None:
-        yield error_event
+    tail = [error_event or b""]
     if call.client_wants_usage and stats.prompt_tokens is None and status == "ok":
-        yield _usage_event(call, row)  # the engine sent none (llama.cpp): the gateway's count
-    yield DONE_LINE + b"\n\n"
+        tail.append(_usage_event(call, row))  # the engine sent none (llama.cpp): our count
+    yield FinalChunk(b"".join([*tail, DONE_LINE, b"\n\n"]))
 
 
 def record_cancelled(call: RelayCall, stats: StreamStats) -> None:

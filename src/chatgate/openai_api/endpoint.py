@@ -1,0 +1,150 @@
+"""``POST /v1/chat/completions`` and ``POST /v1/completions`` as raw ASGI endpoints.
+
+The gateway's hottest path skips what FastAPI adds per request: dependency solving,
+validating the body into a copy, and ``StreamingResponse``'s task group with its
+disconnect listener (bench/README.md has the before/after numbers). Everything around
+it stays: the middlewares (request id, security headers, body cap, access log, CORS,
+tracing), one error shape, the same identification as every other route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from chatgate.deps import identify
+from chatgate.engines.stream import StreamStats
+from chatgate.errors import APIError
+from chatgate.middleware import send_json
+from chatgate.openai_api import service
+from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch
+from chatgate.state import AppState
+
+_SSE_START_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class RelayEndpoint:
+    """One of the two relayed routes (``route``: "v1.chat" or "v1.completions")."""
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: AppState = scope["app"].state.chatgate
+        request_state = scope.setdefault("state", {})
+        try:
+            body = await _read_json(receive)
+            call = await self._admit(scope, state, body)
+        except APIError as exc:
+            await send_json(send, exc.status_code, exc.body(), _header_list(exc.headers))
+            return
+        except ClientGone:
+            return  # left while sending the body: nobody to answer, nothing was started
+        request_state["ratelimit_headers"] = call.admission.headers if call.admission else None
+        try:
+            with DisconnectWatch(receive):
+                if call.payload.get("stream"):
+                    await _stream(call, send)
+                else:
+                    await _complete(call, send)
+        except ClientGone:
+            # Nobody reads it: the status is for the access log.
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def _admit(self, scope: Scope, state: AppState, body: Any) -> service.RelayCall:
+        """Identify, validate, plan and admit the request, or raise the APIError to send."""
+        request_state = scope["state"]
+        identity = await identify(
+            state,
+            _header(scope, b"authorization"),
+            scope["path"],
+            scope["method"],
+            scope["client"][0] if scope.get("client") else "",
+        )
+        request_state["identity"] = identity
+        request_id: str = request_state["request_id"]
+        if isinstance(body, _InvalidJSON):
+            raise APIError(400, body.message, "invalid_request")
+        try:
+            payload = service.validate_body(body, self.route, state)
+            call = service.plan(state, identity, request_id, self.route, payload)
+            call.admission = await state.limits.admit(identity)
+        except APIError as exc:
+            # Refused before the engine was called: still one usage row per request.
+            row = service.rejected_row(identity, request_id, self.route, body, exc)
+            await state.usage.record(row)
+            raise
+        return call
+
+
+async def _complete(call: service.RelayCall, send: Send) -> None:
+    try:
+        data = await service.complete(call)
+    except APIError as exc:
+        await send_json(send, exc.status_code, exc.body(), _header_list(exc.headers))
+        return
+    await send_json(send, 200, data, [])
+
+
+async def _stream(call: service.RelayCall, send: Send) -> None:
+    stats = StreamStats(on_gap=call.state.metrics.token_gap_observer(call.model.id))
+    try:
+        upstream = await service.open_upstream(call, stats)
+    except APIError as exc:
+        await send_json(send, exc.status_code, exc.body(), _header_list(exc.headers))
+        return
+    except asyncio.CancelledError:  # the client left (or the server is stopping)
+        service.record_cancelled(call, stats)
+        raise
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_START_HEADERS})
+    chunks = service.relay_stream(call, upstream, stats)
+    try:
+        async for chunk in chunks:
+            last = isinstance(chunk, service.FinalChunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+    finally:
+        # A client that left mid-stream: closing the relay aborts the engine's generation
+        # and queues the cancelled usage row.
+        await chunks.aclose()
+
+
+class _InvalidJSON:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+async def _read_json(receive: Receive) -> Any:
+    """The whole body, parsed; an unparsable one is remembered, to be answered only once
+    the caller is identified."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    try:
+        return orjson.loads(b"".join(parts))
+    except orjson.JSONDecodeError as exc:
+        return _InvalidJSON(f"The request body is not valid JSON ({exc})")
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _header_list(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+
