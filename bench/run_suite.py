@@ -228,7 +228,7 @@ def part_b_chat(engine: str, chatgate: str, key: str) -> SweepConfig:
     return SweepConfig(
         _engine_targets(engine, chatgate, key),
         concurrency=[5],
-        requests=5 if QUICK else 15,
+        requests=5 if QUICK else 30,  # two 3-turn chats per session
         warmup=1,
         workload=workload,
     )

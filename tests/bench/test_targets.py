@@ -8,9 +8,12 @@ from chatgate.bench.targets import check
 
 
 def target(rps: float, out_tps: float = 0.0, requests: int = 10, errors: int = 0) -> dict[str, Any]:
+    seconds = 10.0
     return {
         "request_throughput": rps,
         "output_throughput": out_tps,
+        "output_tokens": out_tps * seconds,
+        "duration_s": seconds,
         "requests": requests,
         "errors": errors,
     }
@@ -81,4 +84,17 @@ def test_every_engine_workload_is_judged_on_its_own() -> None:
     assert any(line.startswith("MISSED:") and "chatgate 1/20" in line for line in chat)
     ratios = [line for line in lines if "output tokens/s" in line]
     assert len(ratios) == 2
-    assert all(line.startswith("MET:") and "98%, 97% of direct" in line for line in ratios)
+    assert all(
+        line.startswith("MET:") and "97% of direct over all steps (per step: 98%, 97%)" in line
+        for line in ratios
+    )
+
+
+def test_the_engine_ratio_counts_every_step_by_its_tokens_and_time() -> None:
+    sweep = engine(chatgate_rps=1.0, direct_rps=1.0)
+    slow, fast = sweep["steps"]
+    slow["targets"]["chatgate"] = target(0.2, 5.0)  # one noisy step of few tokens: 83 %
+    fast["targets"]["chatgate"] = target(1.0, 30.0)
+    fast["targets"]["direct"] = target(1.0, 30.0)
+    [ratio] = [line for line in check({"(b) x": sweep}) if "tokens/s" in line]
+    assert ratio.startswith("MET:") and "97% of direct over all steps" in ratio

