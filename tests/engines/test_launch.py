@@ -115,6 +115,7 @@ def test_the_embedded_profile_follows_the_embedded_settings(tmp_path: Path) -> N
     # Conversations taking turns on the one llama.cpp slot resume from the prompt cache.
     assert argv[argv.index("--cache") + 1] == "true"
     assert argv[argv.index("--cache_size") + 1] == str(1024 * 2**20)
+    assert argv[argv.index("--n_batch") + 1] == "128"  # smaller saved states
     no_cache = conf.model_copy(update={"embedded_prompt_cache_mb": 0})
     assert "--cache" not in plan_launch(embedded, no_cache).command(9000)
 

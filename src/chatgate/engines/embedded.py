@@ -21,6 +21,8 @@ LLAMACPP_INSTALL = "pip install 'llama-cpp-python[server]==0.3.36'"
 # Top-level modules the llama.cpp server needs: the library and its [server] extra.
 LLAMACPP_SERVER_MODULES = ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context")
 EMBEDDED_ENGINE_NAME = DEFAULT_MODEL_ID
+# The batch size when the prompt cache is on (see llamacpp_command).
+CACHED_N_BATCH = 128
 
 
 class EngineSetupError(RuntimeError):
@@ -87,7 +89,14 @@ def llamacpp_command(
     slot, so chats that take turns would each evaluate their whole history again; with
     the cache a returning conversation resumes from its saved state.
     """
-    cache = ["--cache", "true", "--cache_size", str(prompt_cache_bytes)]
+    cache = [
+        "--cache", "true",
+        "--cache_size", str(prompt_cache_bytes),
+        # Every saved state carries a copy of the logits buffer, n_batch rows of the whole
+        # vocabulary (96 MiB at the default 512 for SmolLM2). At 128: 24 MiB, cached turns
+        # ~7 % faster, prompt evaluation as fast (measured here: bench/README.md).
+        "--n_batch", str(CACHED_N_BATCH),
+    ]  # fmt: skip
     return [
         python, "-m", "llama_cpp.server",
         "--model", str(model_path),
