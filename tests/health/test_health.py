@@ -154,3 +154,32 @@ async def test_probes_need_no_credentials(gateway: Gateway, path: str) -> None:
     async with gateway.client() as http:
         response = await http.get(path, headers={"Authorization": "Bearer garbage"})
     assert response.status_code == 200
+
+
+async def test_ready_shows_details_only_to_this_machine_and_admins(gateway: Gateway) -> None:
+    """Through a proxy (X-Forwarded-For from loopback, as nginx sends it) the caller is
+    remote: it gets the verdicts, not engine addresses or error texts."""
+    remote = {"X-Forwarded-For": "203.0.113.7"}
+    admin, user = await gateway.account("admin"), await gateway.account()
+    async with gateway.client() as http:
+        anonymous = await http.get("/health/ready", headers=remote)
+        as_user = await http.get("/health/ready", headers={**remote, **user.key_headers})
+        bad_key = await http.get(
+            "/health/ready", headers={**remote, "Authorization": "Bearer sk-cg-nonsense-key"}
+        )
+        as_admin = await http.get("/health/ready", headers={**remote, **admin.headers})
+    for response in (anonymous, as_user, bad_key):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "ready"
+        assert body["checks"]["database"] == {
+            "ok": True,
+            "latency_ms": body["checks"]["database"]["latency_ms"],
+        }
+        assert body["checks"]["engines"]["fake-model"] == {
+            "ok": True,
+            "endpoints": [{"healthy": True}],
+        }
+        assert gateway.upstream.url not in response.text
+    endpoint = as_admin.json()["checks"]["engines"]["fake-model"]["endpoints"][0]
+    assert endpoint["url"] == gateway.upstream.url

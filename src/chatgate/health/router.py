@@ -1,4 +1,9 @@
-"""``/health`` (liveness, no auth) and ``/health/ready`` (database, Redis, engines)."""
+"""``/health`` (liveness, no auth) and ``/health/ready`` (database, Redis, engines).
+
+Readiness needs no credentials either (load balancers, Kubernetes probes), but its details
+(engine addresses, error messages that may name hosts and users) go only to callers on
+this machine and to administrators; anyone else gets the verdicts.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,14 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from chatgate import __version__
-from chatgate.deps import StateDep
+from chatgate.deps import StateDep, identify, is_loopback
 from chatgate.engines.health import check_endpoint
+from chatgate.errors import APIError
 from chatgate.state import AppState
 
 router = APIRouter(tags=["health"])
@@ -68,7 +74,7 @@ async def _check_engines(state: AppState) -> dict[str, Any]:
 
 
 @router.get("/health/ready")
-async def ready(state: StateDep) -> JSONResponse:
+async def ready(request: Request, state: StateDep) -> JSONResponse:
     checks: dict[str, Any] = {"database": await _check_database(state)}
     if state.redis is not None:
         checks["redis"] = await _check_redis(state)
@@ -78,5 +84,39 @@ async def ready(state: StateDep) -> JSONResponse:
         and bool(checks["engines"])
         and all(c["ok"] for c in checks["engines"].values())
     )
+    if not await _sees_details(request, state):
+        checks = _verdicts_only(checks)
     body = {"status": "ready" if ok else "not_ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def _sees_details(request: Request, state: AppState) -> bool:
+    """A caller on this machine (``chatgate status``) or an administrator."""
+    host = request.client.host if request.client else ""
+    if is_loopback(host):
+        return True
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return False
+    try:
+        identity = await identify(state, authorization, request.scope["path"], "GET", host)
+    except APIError:
+        return False  # a probe with bad credentials still learns whether it is ready
+    return identity.is_admin
+
+
+def _verdicts_only(checks: dict[str, Any]) -> dict[str, Any]:
+    """The same shape without addresses and error texts."""
+    redacted: dict[str, Any] = {}
+    for name, check in checks.items():
+        if name == "engines":
+            redacted[name] = {
+                model: {
+                    "ok": result["ok"],
+                    "endpoints": [{"healthy": ep["healthy"]} for ep in result["endpoints"]],
+                }
+                for model, result in check.items()
+            }
+        else:
+            redacted[name] = {"ok": check["ok"], "latency_ms": check["latency_ms"]}
+    return redacted
