@@ -40,10 +40,10 @@ class RelayEndpoint:
         state: AppState = scope["app"].state.chatgate
         request_state = scope.setdefault("state", {})
         try:
-            body = await _read_json(receive)
-            call = await self._admit(scope, state, body)
+            raw = await _read_body(receive)
+            call = await self._admit(scope, state, raw)
         except APIError as exc:
-            await send_json(send, exc.status_code, exc.body(), _header_list(exc.headers))
+            await _send_error(send, exc)
             return
         except ClientGone:
             return  # left while sending the body: nobody to answer, nothing was started
@@ -59,8 +59,9 @@ class RelayEndpoint:
             await send({"type": "http.response.start", "status": 499, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
-    async def _admit(self, scope: Scope, state: AppState, body: Any) -> service.RelayCall:
-        """Identify, validate, plan and admit the request, or raise the APIError to send."""
+    async def _admit(self, scope: Scope, state: AppState, raw: bytes) -> service.RelayCall:
+        """Identify, parse, validate, plan and admit the request, or raise the APIError
+        to send (a body is judged only once its sender is known)."""
         request_state = scope["state"]
         identity = await identify(
             state,
@@ -71,8 +72,12 @@ class RelayEndpoint:
         )
         request_state["identity"] = identity
         request_id: str = request_state["request_id"]
-        if isinstance(body, _InvalidJSON):
-            raise APIError(400, body.message, "invalid_request")
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise APIError(
+                400, f"The request body is not valid JSON ({exc})", "invalid_request"
+            ) from exc
         try:
             payload = service.validate_body(body, self.route, state)
             call = service.plan(state, identity, request_id, self.route, payload)
@@ -89,7 +94,7 @@ async def _complete(call: service.RelayCall, send: Send) -> None:
     try:
         data = await service.complete(call)
     except APIError as exc:
-        await send_json(send, exc.status_code, exc.body(), _header_list(exc.headers))
+        await _send_error(send, exc)
         return
     await send_json(send, 200, data, [])
 
@@ -99,7 +104,7 @@ async def _stream(call: service.RelayCall, send: Send) -> None:
     try:
         upstream = await service.open_upstream(call, stats)
     except APIError as exc:
-        await send_json(send, exc.status_code, exc.body(), _header_list(exc.headers))
+        await _send_error(send, exc)
         return
     except asyncio.CancelledError:  # the client left (or the server is stopping)
         service.record_cancelled(call, stats)
@@ -116,14 +121,7 @@ async def _stream(call: service.RelayCall, send: Send) -> None:
         await chunks.aclose()
 
 
-class _InvalidJSON:
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-async def _read_json(receive: Receive) -> Any:
-    """The whole body, parsed; an unparsable one is remembered, to be answered only once
-    the caller is identified."""
+async def _read_body(receive: Receive) -> bytes:
     parts: list[bytes] = []
     while True:
         message = await receive()
@@ -131,11 +129,7 @@ async def _read_json(receive: Receive) -> Any:
             raise ClientGone
         parts.append(message.get("body", b""))
         if not message.get("more_body"):
-            break
-    try:
-        return orjson.loads(b"".join(parts))
-    except orjson.JSONDecodeError as exc:
-        return _InvalidJSON(f"The request body is not valid JSON ({exc})")
+            return b"".join(parts)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -145,6 +139,7 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _header_list(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+async def _send_error(send: Send, exc: APIError) -> None:
+    headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+    await send_json(send, exc.status_code, exc.body(), headers)
 
