@@ -10,6 +10,7 @@ import typer
 
 from chatgate.bench import relay, report, upstream
 from chatgate.bench.loadgen import Workload, parse_target
+from chatgate.bench.noisy import NoisyConfig, run_noisy
 from chatgate.bench.sweep import SweepConfig, run_sweep
 
 bench_app = typer.Typer(
@@ -75,6 +76,54 @@ def bench(
         say(f"[bench] wrote {out}/results.json, results.md, results.png")
     else:
         text = report.markdown(parts, notes)
+    typer.echo(text)
+
+
+@bench_app.command("noisy-neighbour")
+def noisy_neighbour_cmd(
+    url: Annotated[str, typer.Option(help="The gateway's base URL (both users)")],
+    key_a: Annotated[str | None, typer.Option(help="User A's API key (the flood)")] = None,
+    key_b: Annotated[str | None, typer.Option(help="User B's API key (short requests)")] = None,
+    model: Annotated[str, typer.Option(help="Model name for both users")] = "default",
+    a_streams: Annotated[int, typer.Option(help="A's concurrent streams")] = 16,
+    a_max_tokens: Annotated[int, typer.Option(help="max_tokens of A's requests")] = 200,
+    b_requests: Annotated[int, typer.Option(help="B's requests, one at a time")] = 10,
+    b_max_tokens: Annotated[int, typer.Option(help="max_tokens of B's requests")] = 16,
+    duration: Annotated[float, typer.Option(help="Cap on the flood (s)")] = 600.0,
+    b_delay: Annotated[float, typer.Option(help="B starts this long into the flood (s)")] = 1.0,
+    service_runs: Annotated[int, typer.Option(help="A requests alone (median)")] = 3,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout (s)")] = 600.0,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="A previous results.json: A's tok/s to stay within 5 %",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write results.{json,md} here")] = None,
+) -> None:
+    """One user floods, another sends short requests: B's TTFT and per-user fairness."""
+    url = url.rstrip("/")
+    config = NoisyConfig(
+        url=url if url.endswith("/v1") else url + "/v1",
+        key_a=key_a, key_b=key_b, model=model,
+        a_streams=a_streams, a_max_tokens=a_max_tokens,
+        b_requests=b_requests, b_max_tokens=b_max_tokens,
+        duration_s=duration, b_delay_s=b_delay, service_runs=service_runs,
+        timeout_s=timeout, baseline=baseline,
+    )  # fmt: skip
+    try:
+        part = asyncio.run(run_noisy(config, say))
+    except RuntimeError as exc:
+        say(f"[noisy] {exc}")
+        raise typer.Exit(1) from exc
+    parts = {"noisy-neighbour": part}
+    if out is not None:
+        text = report.write_all(out, parts, [])
+        say(f"[bench] wrote {out}/results.json, results.md")
+    else:
+        text = report.markdown(parts)
     typer.echo(text)
 
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chatgate.bench import fairness
+
 HEADER = (
     "| step | target | req | err | req/s | out tok/s | TTFT p50 | TTFT p99 | +TTFT p50 | +TTFT p99 "
     "| TPOT p50 | ITL p99 | E2E p50 | E2E p99 |"
@@ -46,6 +48,9 @@ def markdown_table(sweep: dict[str, Any]) -> str:
 def markdown(parts: dict[str, dict[str, Any]], notes: list[str] | None = None) -> str:
     out: list[str] = []
     for title, sweep in parts.items():
+        if sweep.get("kind") == fairness.KIND:  # not a sweep: its own section and targets
+            out.append(fairness.markdown_section(title, sweep))
+            continue
         w = sweep["workload"]
         out.append(f"### {title}\n")
         per_step = (
@@ -107,6 +112,7 @@ def write_all(out_dir: Path, parts: dict[str, dict[str, Any]], notes: list[str])
     write_json(out_dir / "results.json", {"parts": parts, "notes": notes})
     text = markdown(parts, notes)
     (out_dir / "results.md").write_text(text)
-    if not plot(parts, out_dir / "results.png"):
+    sweeps = {title: part for title, part in parts.items() if "steps" in part}
+    if sweeps and not plot(sweeps, out_dir / "results.png"):
         notes.append("matplotlib is not installed: no PNG written")
     return text
