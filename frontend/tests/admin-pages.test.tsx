@@ -113,6 +113,8 @@ function engine(overrides: Partial<EngineInfo> = {}): EngineInfo {
     outstanding: 1,
     consecutive_failures: 0,
     last_error: null,
+    failure: null,
+    wedged_restarts: 0,
     pid: 1234,
     metrics: { requests_running: 2, requests_waiting: 1, kv_cache_usage: 0.42 },
     ...overrides,
@@ -243,7 +245,7 @@ describe('admin API functions', () => {
     await api.setModelEnabled('smollm2-135m', true)
     expect(calls.at(-1)?.url).toBe('/api/admin/models/smollm2-135m/enable')
     expect((await api.switchModel('smollm2-135m')).phase).toBe('draining')
-    expect((await api.engines())[0]?.name).toBe('embedded-0')
+    expect((await api.engines()).engines[0]?.name).toBe('embedded-0')
     expect((await api.hardware()).available).toBe(false)
   })
 
@@ -507,6 +509,55 @@ describe('AdminModelsPage', () => {
     expect(calls.filter((c) => c.url === '/api/admin/engines').length).toBe(hiddenCount)
     setVisibility('visible')
     await waitFor(() => expect(calls.filter((c) => c.url === '/api/admin/engines').length).toBeGreaterThan(hiddenCount))
+  })
+
+  it('shows each engine pool with its slots and fair queue', async () => {
+    mockFetch(
+      modelsRoutes({
+        'GET /api/admin/engines': () =>
+          json({
+            engines: [engine({ capacity: 5, outstanding: 5 })],
+            pools: [
+              {
+                model_id: 'smollm2-135m',
+                capacity: 5,
+                busy: 5,
+                waiting: 3,
+                waiting_by_priority: { interactive: 1, api: 2, batch: 0 },
+                in_flight_by_user: { 'user:1': 5 },
+                oldest_wait_seconds: 4.2,
+                mean_hold_seconds: 2.5,
+              },
+            ],
+          }),
+      }),
+    )
+    render(<AdminModelsPage />)
+    const pool = await screen.findByText((_, node) => node?.getAttribute('data-pool') === 'smollm2-135m')
+    expect(pool.textContent).toContain('5 of 5 slots busy')
+    expect(pool.textContent).toContain('3 waiting (oldest 4 s)')
+    expect(pool.textContent).toContain('chat 1, API 2')
+    expect(pool.textContent).not.toContain('batch')
+    const item = (await screen.findByText('embedded-0')).closest('[data-engine]') as HTMLElement
+    expect(item.textContent).toContain('5 / 5')
+  })
+
+  it('shows why a failed engine is not restarted any more', async () => {
+    const diagnosis =
+      'The engine smollm2-135m crashed 3 times within 300 s (last: killed by signal SIGSEGV) and is not restarted any more. Run `chatgate doctor`.'
+    mockFetch(
+      modelsRoutes({
+        'GET /api/admin/engines': () =>
+          json({ engines: [engine({ state: 'failed', healthy: false, failure: diagnosis, last_error: diagnosis, wedged_restarts: 2 })] }),
+      }),
+    )
+    render(<AdminModelsPage />)
+    const alert = await screen.findByTestId('engine-failure')
+    expect(alert.textContent).toContain('Failed: not restarted any more')
+    expect(alert.textContent).toContain('killed by signal SIGSEGV')
+    const item = alert.closest('[data-engine]') as HTMLElement
+    expect(item.textContent).toContain('Restarted 2 time(s) because it produced no token')
+    expect(item.textContent).not.toContain('Last error')
   })
 
   it('checks a profile on other hardware', async () => {

@@ -77,6 +77,27 @@ describe('chat store', () => {
     expect(useChat.getState().usage).toEqual({ prompt_tokens: 5, completion_tokens: 3 })
   })
 
+  it('tells how many requests are ahead while the answer waits for an engine slot', async () => {
+    const sse = sseResponse()
+    mockFetch({
+      'POST /api/chat': () => sse.response,
+      'GET /api/conversations/c1': () => json(detail([message(11, null, 'user', 'Hi'), message(12, 11, 'assistant', 'Hello')])),
+    })
+    const sending = useChat.getState().send('Hi')
+    sse.event(1, 'conversation', conversationEvent)
+    sse.event(2, 'queue', { position: 2, model: 'smollm2-135m' })
+    await waitFor(() => useChat.getState().queuePosition === 2)
+    sse.event(3, 'queue', { position: 0, model: 'smollm2-135m' })
+    await waitFor(() => useChat.getState().queuePosition === 0)
+    sse.event(4, null, chunk('Hello'))
+    await waitFor(() => useChat.getState().queuePosition === null)
+    sse.event(5, 'done', { status: 'complete', finish_reason: 'stop', message_id: 12, conversation_id: 'c1' })
+    sse.close()
+    await sending
+    expect(useChat.getState().queuePosition).toBeNull()
+    expect(useChat.getState().messages[12]?.content).toBe('Hello')
+  })
+
   it('reconnects with Last-Event-ID after the connection drops, without duplicates', async () => {
     const first = sseResponse()
     const second = sseResponse()

@@ -120,6 +120,16 @@ describe('MessageView actions', () => {
     expect(onShowBranch).toHaveBeenCalledWith(9)
   })
 
+  it('says the answer waits for the model, and how many are ahead', () => {
+    const pending = { ...base, content: '', status: 'pending' }
+    const { rerender } = render(<MessageView message={pending} streaming queuePosition={3} />)
+    expect(screen.getByTestId('pending-note').textContent).toBe('Waiting for the model: 3 ahead…')
+    rerender(<MessageView message={pending} streaming queuePosition={0} />)
+    expect(screen.getByTestId('pending-note').textContent).toBe('Waiting for the model: next in line…')
+    rerender(<MessageView message={pending} streaming queuePosition={null} />)
+    expect(screen.getByTestId('pending-note').textContent).toBe('Thinking…')
+  })
+
   it('marks stopped and failed answers', () => {
     const { rerender } = render(<MessageView message={{ ...base, status: 'interrupted' }} />)
     expect(screen.getByText('Stopped')).toBeTruthy()

@@ -29,9 +29,11 @@ from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines import persist
 from chatgate.engines.client import EngineClient
 from chatgate.engines.endpoint import Endpoint, Timeouts
+from chatgate.engines.failover import Upstreams
 from chatgate.engines.health import discover_upstream_model
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.monitor import EngineMonitor
+from chatgate.engines.pool import EnginePools
 from chatgate.engines.profiles import ModelProfile, ProfileError, load_profiles
 from chatgate.engines.registry import ModelEntry, ModelRegistry, normalise_base_url
 from chatgate.engines.router import router as models_router
@@ -171,7 +173,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     usage = UsageWriter(sessionmaker, on_record=on_usage, metrics=metrics)
     usage.start()
-    monitor = EngineMonitor(engines, registry, metrics, interval=settings.engine_health_interval)
+    monitor = EngineMonitor(
+        engines,
+        registry,
+        metrics,
+        interval=settings.engine_health_interval,
+        probe_interval=settings.engine_probe_interval,
+        run_dir=settings.run_dir,
+    )
     monitor.start()
     limit_store = LimitStore(
         settings.redis_url, metrics, settings.ratelimit_retry_seconds, settings.redis_prefix
@@ -184,6 +193,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limiter = RateLimiter(
         limit_store, sessionmaker, metrics, settings.ratelimit_defaults, login_policy
     )
+    pools = EnginePools(
+        registry,
+        metrics,
+        default_slots=settings.engine_default_slots,
+        max_waiting=settings.engine_queue_max,
+        timeout=settings.engine_queue_timeout,
+    )
+    upstreams = Upstreams(registry, engines, metrics, pools)
     generations = GenerationManager(
         settings.generation_orphan_seconds, settings.generation_retain_seconds
     )
@@ -205,6 +222,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics=metrics,
         limits=limiter,
         manager=manager,
+        upstreams=upstreams,
         redis=redis,
     )
     if app.state.tune_gc:

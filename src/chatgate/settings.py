@@ -87,12 +87,16 @@ class Settings(BaseSettings):
     # --- engines
     embedded_engine: bool = True
     embedded_model_path: Path | None = None
+    # llama.cpp's llama-server (the project builds it; default: beside this Python).
+    llama_server: Path | None = None
     embedded_threads: int = 2
-    embedded_ctx: int = 8192
+    # Slots: requests the embedded engine generates at the same time (continuous batching).
+    embedded_parallel: int = 5
+    embedded_ctx: int = 8192  # tokens per slot (prompt + answer)
+    embedded_kv_tokens: int = 16384  # one KV cache shared by the slots (~23 KB a token)
     # RAM for llama.cpp's cache of evaluated prompts (0: off): conversations taking turns
     # resume from their saved state instead of evaluating their history again.
     embedded_prompt_cache_mb: int = 1024
-    engine_python: str | None = None
     engines: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_model: str = DEFAULT_MODEL_ID
     engine_connect_timeout: float = 5.0
@@ -105,6 +109,21 @@ class Settings(BaseSettings):
     engine_circuit_open_seconds: float = 15.0
     engine_affinity_sessions: int = 10_000
     engine_health_interval: float = 10.0
+    # Supervised engines: a crash loop (this many exits within the window) stops restarts
+    # and marks the engine failed with a diagnosis; an engine that cannot produce one token
+    # for engine_wedged_seconds is restarted. Every engine is proven by a 1-token
+    # generation before it is ready, and again every engine_probe_interval when idle.
+    # Admission: requests beyond the engines' slots wait in the gateway, fairly between
+    # users (interactive web chat first, then /v1, then batch keys); this many at most,
+    # each at most this long, then 503 engine_busy with Retry-After. Engines that say
+    # nothing about their slots count as engine_default_slots.
+    engine_queue_max: int = 256
+    engine_queue_timeout: float = 120.0
+    engine_default_slots: int = 64
+    engine_crash_limit: int = 3
+    engine_crash_window_seconds: float = 300.0
+    engine_wedged_seconds: float = 180.0
+    engine_probe_interval: float = 60.0
     # Model profiles: the shipped ones plus an admin directory of *.yaml (same id overrides).
     profiles_dir: Path | None = None
     # Python that runs vLLM (its own venv or container image); managed vLLM engines use it.
@@ -128,6 +147,9 @@ class Settings(BaseSettings):
     max_messages: int = 500
     max_prompt_chars: int = 400_000
     max_tokens_cap: int = 8192
+    # The answer length when neither the request nor the model's profile sets one
+    # (default_params.max_tokens): no request runs unbounded on an engine.
+    default_max_tokens: int = 2048
 
     # --- web chat generations
     generation_orphan_seconds: float = 600.0

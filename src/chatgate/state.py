@@ -11,6 +11,7 @@ from chatgate.auth.cache import IdentityCache
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
 from chatgate.engines.client import EngineClient
+from chatgate.engines.failover import Upstreams
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.registry import ModelRegistry
 from chatgate.limits.service import RateLimiter
@@ -32,6 +33,7 @@ class AppState:
     metrics: Metrics
     limits: RateLimiter
     manager: EngineManager
+    upstreams: Upstreams  # the one owner of engine requests (admission, routing, release)
     redis: Redis | None = None
     # API-key identities for a few seconds: one per app, so per worker process.
     identity_cache: IdentityCache = field(default_factory=IdentityCache)

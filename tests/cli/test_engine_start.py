@@ -59,7 +59,7 @@ def test_falls_back_to_the_embedded_engine(monkeypatch: pytest.MonkeyPatch) -> N
     wanted = [profiles["qwen2.5-7b-instruct"], profiles[DEFAULT_MODEL_ID]]
     monkeypatch.setattr(engine_start, "startup_profiles", lambda _settings: wanted)
 
-    def start_ready(profile: ModelProfile, _settings: Settings, _say: Any) -> Any:
+    def start_ready(profile: ModelProfile, _settings: Settings, _say: Any, **_: Any) -> Any:
         if profile.engine == "vllm":
             raise engine_start.EngineStartError("engine qwen2.5-7b-instruct unavailable: no GPU")
         return SimpleNamespace(base_url="http://127.0.0.1:9999/v1")
@@ -79,9 +79,45 @@ def test_the_embedded_engine_failing_is_an_error(monkeypatch: pytest.MonkeyPatch
         engine_start, "startup_profiles", lambda _s: [load_profiles()[DEFAULT_MODEL_ID]]
     )
 
-    def fail(*_args: Any) -> Any:
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
         raise engine_start.EngineStartError("engine smollm2-135m did not become ready")
 
     monkeypatch.setattr(engine_start, "_start_ready", fail)
     with pytest.raises(engine_start.EngineStartError, match="did not become ready"):
         engine_start.start_engine(Settings(), print)
+
+
+def test_a_crash_looping_embedded_engine_is_kept_so_the_gateway_can_say_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The last resort keeps a failed engine: `serve` comes up and answers engine_failed."""
+    monkeypatch.setattr(
+        engine_start, "startup_profiles", lambda _s: [load_profiles()[DEFAULT_MODEL_ID]]
+    )
+    stopped: list[bool] = []
+
+    class Failed:
+        base_url = "http://127.0.0.1:9999/v1"
+
+        def start(self) -> None:
+            pass
+
+        def wait_ready(self, *_args: Any, **_kwargs: Any) -> bool:
+            return False
+
+        def status(self) -> Any:
+            reason = "The engine smollm2-135m crashed 3 times within 300 s (last: SIGSEGV)."
+            return SimpleNamespace(state="failed", last_error=reason + "\nLast log lines:\n…")
+
+        def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(engine_start, "supervisor_for", lambda _p, _s: Failed())
+    said: list[str] = []
+    profile_id, supervisor, _spec = engine_start.start_engine(
+        Settings(data_dir=tmp_path), said.append
+    )
+    assert profile_id == DEFAULT_MODEL_ID and isinstance(supervisor, Failed)
+    assert stopped == []
+    assert any(line.startswith("ENGINE FAILED: The engine smollm2-135m crashed") for line in said)
+    assert not any("Last log lines" in line for line in said)

@@ -54,3 +54,15 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     # what the build needs must not be ignored
     for needed in ("src", "pyproject.toml", "README.md", "frontend"):
         assert needed not in ignored
+
+
+def test_embedded_engine_is_built_portably_by_the_project_script() -> None:
+    """The image runs on other CPUs than the build host's: llama-server comes from the same
+    portable build as `make install` (no -march=native, no pip build of llama.cpp)."""
+    text = DOCKERFILE.read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "python tools/llama_server/build.py --prefix /opt/llama.cpp" in code
+    assert "COPY tools/llama_server/build.py" in code
+    assert "llama-cpp-python" not in code and "[embedded]" not in code
+    assert "march=native" not in code and "GGML_NATIVE" not in code
+    assert "COPY --from=build /opt/llama.cpp/ /opt/chatgate/llama.cpp/" in code

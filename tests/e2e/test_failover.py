@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +26,13 @@ from sqlalchemy import select
 
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
-from chatgate.engines.embedded import EngineSetupError, llamacpp_command, locate_smollm2_gguf
+from chatgate.engines.embedded import (
+    EngineSetupError,
+    LlamaServerOptions,
+    llama_server_command,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from chatgate.engines.endpoint import Endpoint
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream
@@ -53,9 +58,11 @@ class Engine:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        argv = llamacpp_command(
-            sys.executable, locate_smollm2_gguf(), "127.0.0.1", self.port,
-            alias=MODEL, threads=1, n_ctx=512,
+        options = LlamaServerOptions(threads=1, parallel=2, ctx_per_slot=512, kv_tokens=1024,
+                                     cache_ram_mb=0)  # fmt: skip
+        argv = llama_server_command(
+            locate_llama_server(), locate_smollm2_gguf(), "127.0.0.1", self.port,
+            alias=MODEL, options=options,
         )  # fmt: skip
         self.starts += 1
         log = self.log_dir / f"engine-{self.port}-{self.starts}.log"
@@ -70,7 +77,7 @@ class Engine:
             while time.monotonic() < deadline:
                 assert self.process is not None and self.process.poll() is None, "engine exited"
                 with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(self.url + "/v1/models", timeout=2)).status_code == 200:
+                    if (await http.get(self.url + "/health", timeout=2)).status_code == 200:
                         return
                 await asyncio.sleep(0.2)
         raise AssertionError(f"engine on {self.port} not ready in {timeout}s")
@@ -93,6 +100,7 @@ class Tally:
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Engine]]:
     try:
         locate_smollm2_gguf()
+        locate_llama_server()
     except EngineSetupError as exc:
         missing(str(exc))
     log_dir = tmp_path_factory.mktemp("failover-engines")

@@ -4,6 +4,7 @@ to another replica, which do not, what the replicas' accounting says afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,14 @@ import pytest_asyncio
 
 from chatgate.engines.client import EngineClient, EngineError
 from chatgate.engines.endpoint import Endpoint, Timeouts
-from chatgate.engines.failover import MAX_ATTEMPTS, Upstream, Upstreams, starts_answer
+from chatgate.engines.failover import (
+    MAX_ATTEMPTS,
+    EngineCall,
+    Upstream,
+    Upstreams,
+    starts_answer,
+)
+from chatgate.engines.pool import Ticket
 from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
@@ -52,15 +60,26 @@ class Setup:
         self.registry.add(self.entry)
         self.metrics = Metrics()
         self.attempts: list[str] = []
-        self.upstreams = Upstreams(
-            self.registry, client, self.metrics, lambda ep: self.attempts.append(ep.name)
-        )
+        self.upstreams = Upstreams(self.registry, client, self.metrics)
+        self.exits = contextlib.AsyncExitStack()  # the open streams' owners
 
     def payload(self, content: str, stream: bool = True) -> dict[str, object]:
         return {"messages": [{"role": "user", "content": content}], "stream": stream}
 
+    def call(self, content: str, request_id: str = "r1", stream: bool = True) -> EngineCall:
+        call = EngineCall(self.entry, PATH, self.payload(content, stream), request_id,
+                          Ticket("user:1"))  # fmt: skip
+        self.attempts = call.tried
+        return call
+
     async def stream(self, content: str, request_id: str = "r1") -> Upstream:
-        return await self.upstreams.stream(self.entry, PATH, self.payload(content), request_id)
+        """An open stream; ``done()`` leaves its owner as a route would."""
+        return await self.exits.enter_async_context(
+            self.upstreams.stream(self.call(content, request_id))
+        )
+
+    async def done(self) -> None:
+        await self.exits.aclose()
 
     def failovers(self) -> float | None:
         return self.metrics.registry.get_sample_value(
@@ -74,8 +93,6 @@ async def text_of(upstream: Upstream) -> str:
         if line.startswith(b"data: {"):
             for choice in json.loads(line[6:]).get("choices", []):
                 parts.append(choice["delta"].get("content") or "")
-    upstream.response.release()
-    upstream.endpoint.outstanding -= 1
     return "".join(parts)
 
 
@@ -93,6 +110,8 @@ async def test_a_refused_connection_fails_over(
     dead, alive = s.endpoints
     assert dead.outstanding == 0 and alive.outstanding == 1
     assert await text_of(upstream) == "Paris is the capital of France."
+    await s.done()
+    assert alive.outstanding == 0 and upstream.completed
     assert b.requests[-1].payload["model"] == "e1-model"  # each replica's own model name
     assert dead.breaker.consecutive_failures == 1 and dead.last_error
     assert s.failovers() == 1
@@ -120,8 +139,11 @@ async def test_failures_before_the_first_content_fail_over(
     s = Setup(client, a.url, b.url)
     upstream = await s.stream("[[role_first]] hi")
     assert upstream.endpoint.name == "e1"
-    assert len(a.requests) == 1 and len(b.requests) == 1
+    # A connection dropped before any answer is retried once on a fresh connection (it may
+    # have been a stale keep-alive one), then the request fails over.
+    assert len(a.requests) == (2 if "reset" in forced else 1) and len(b.requests) == 1
     assert await text_of(upstream) == "Paris is the capital of France."  # nothing twice
+    await s.done()
     assert s.endpoints[0].outstanding == 0 and s.endpoints[1].outstanding == 0
     assert s.endpoints[0].breaker.consecutive_failures == 1
 
@@ -135,6 +157,7 @@ async def test_the_stream_is_handed_over_at_its_first_content(
     assert len(upstream.head) == 2  # the role chunk, then the first word
     assert a.requests[-1].chunks_sent <= 2  # not read to the end first
     assert await text_of(upstream) == "Paris is the"
+    await s.done()
     assert s.endpoints[0].breaker.consecutive_failures == 0
 
 
@@ -148,11 +171,11 @@ async def test_a_crash_after_the_first_content_is_not_retried(
     assert upstream.endpoint.name == "e0"
     with pytest.raises(EngineError) as info:
         await text_of(upstream)
-    upstream.response.close()
     assert info.value.code == "engine_disconnected"
     assert b.requests == []
-    s.upstreams.failed(upstream.endpoint, info.value)  # what the relays do
+    await s.done()  # the owner reports the mid-stream failure on the way out
     assert s.endpoints[0].breaker.consecutive_failures == 1
+    assert s.endpoints[0].outstanding == 0
 
 
 @pytest.mark.parametrize("status", ["400", "422", "404"])
@@ -190,9 +213,9 @@ async def test_open_circuits_are_not_tried_at_all(
         await text_of(upstream)
     dead = s.endpoints[0]
     assert dead.breaker.state(s.registry.clock()) == "open" and not dead.healthy
-    s.attempts.clear()
     await text_of(await s.stream("hi", "r3"))
     assert s.attempts == ["e1"]
+    await s.done()
 
 
 async def test_a_single_replica_with_an_open_circuit_is_503(client: EngineClient) -> None:
@@ -211,8 +234,9 @@ async def test_non_streamed_answers_fail_over_too(
     a, b = fakes
     a.forced = {"status": "502"}
     s = Setup(client, a.url, b.url)
-    served, data = await s.upstreams.fetch(s.entry, PATH, s.payload("hi", stream=False), "r1")
-    assert served.name == "e1" and data["model"] == "engine-b"
+    call = s.call("hi", stream=False)
+    data = await s.upstreams.fetch(call)
+    assert call.engine == "e1" and call.tried == ["e0", "e1"] and data["model"] == "engine-b"
     assert all(ep.outstanding == 0 for ep in s.endpoints)
 
 
@@ -258,6 +282,7 @@ async def test_a_replica_may_have_its_own_timeouts(
     a, _ = fakes
     s = Setup(client, a.url)
     await text_of(await s.stream("[[first_token_delay=0.4]]"))  # the client's 1 s: in time
+    await s.done()
     s.endpoints[0].timeouts = Timeouts(connect=0.5, first_token=0.2, idle=0.2)
     with pytest.raises(EngineError) as info:
         await s.stream("[[first_token_delay=0.4]]", "r2")

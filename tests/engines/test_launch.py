@@ -10,6 +10,7 @@ import pytest
 
 from chatgate.engines.launch import (
     LaunchError,
+    liveness_for,
     model_has_chat_template,
     plan_launch,
     supervisor_for,
@@ -58,7 +59,7 @@ def test_vllm_command_is_the_seed_command(tmp_path: Path) -> None:
         "--dtype float16",
     ):
         assert expected in joined
-    assert plan.ready_path == "/health"
+    assert not plan.native
 
 
 def test_quantized_profiles_let_vllm_pick_the_kernel_and_bare_flags(tmp_path: Path) -> None:
@@ -99,25 +100,38 @@ def test_hub_models_keep_their_own_template(tmp_path: Path) -> None:
 def test_the_embedded_profile_follows_the_embedded_settings(tmp_path: Path) -> None:
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")
+    server = tmp_path / "llama-server"
+    server.write_bytes(b"")
     conf = settings(
         tmp_path, embedded_model_path=gguf, embedded_threads=3, embedded_ctx=1024,
-        engine_python="/py",
+        embedded_parallel=4, embedded_kv_tokens=2048, llama_server=server,
     )  # fmt: skip
     embedded = load_profiles()[DEFAULT_MODEL_ID]
     plan = plan_launch(embedded, conf)
     argv = plan.command(9000)
-    assert argv[:3] == ["/py", "-m", "llama_cpp.server"]
+    assert argv[0] == str(server)
     assert argv[argv.index("--model") + 1] == str(gguf)
-    assert argv[argv.index("--n_ctx") + 1] == "1024"
-    assert argv[argv.index("--n_threads") + 1] == "3"
-    assert argv[argv.index("--model_alias") + 1] == DEFAULT_MODEL_ID
-    assert plan.ready_path == "/v1/models"
-    # Conversations taking turns on the one llama.cpp slot resume from the prompt cache.
-    assert argv[argv.index("--cache") + 1] == "true"
-    assert argv[argv.index("--cache_size") + 1] == str(1024 * 2**20)
-    assert argv[argv.index("--n_batch") + 1] == "128"  # smaller saved states
+    assert argv[argv.index("--alias") + 1] == DEFAULT_MODEL_ID
+    assert argv[argv.index("--threads") + 1] == "3"
+    assert argv[argv.index("--parallel") + 1] == "4"
+    assert argv[argv.index("--ctx-size") + 1] == "2048"
+    assert argv[argv.index("--kv-unified-per-slot") + 1] == "1024"
+    # Conversations that come back resume from the prompt cache in RAM.
+    assert argv[argv.index("--cache-ram") + 1] == "1024"
+    assert plan.native  # a crash gets the CPU diagnosis
     no_cache = conf.model_copy(update={"embedded_prompt_cache_mb": 0})
-    assert "--cache" not in plan_launch(embedded, no_cache).command(9000)
+    argv = plan_launch(embedded, no_cache).command(9000)
+    assert argv[argv.index("--cache-ram") + 1] == "0"
+
+
+def test_supervised_engines_are_proven_by_a_token(tmp_path: Path) -> None:
+    conf = settings(tmp_path, engine_crash_limit=4, engine_wedged_seconds=90)
+    liveness = liveness_for(load_profiles()[DEFAULT_MODEL_ID], conf, native=True)
+    assert liveness.probe is not None and liveness.probe.model == DEFAULT_MODEL_ID
+    assert liveness.probe.health_path == "/health"
+    assert (liveness.crash_limit, liveness.wedged_seconds) == (4, 90)
+    assert liveness.hint is not None and liveness.hint(-11) is not None  # SIGSEGV
+    assert liveness.hint(1) is None  # a plain exit is not a CPU problem
 
 
 def test_llamacpp_profiles_need_their_file(tmp_path: Path) -> None:
@@ -147,3 +161,21 @@ def test_supervisor_uses_the_profile_id_and_paths(tmp_path: Path) -> None:
     assert supervisor.name == "m"
     assert supervisor.base_url == "http://127.0.0.1:8123/v1"
     assert supervisor.log_file == tmp_path / "logs" / "engine-m.log"
+
+
+def test_llamacpp_profiles_with_llama_cpp_python_option_names_still_work(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    server = tmp_path / "llama-server"
+    server.write_bytes(b"")
+    profile = ModelProfile(
+        id="local", name="Local", engine="llamacpp", path=str(gguf), params_b=1.0,
+        num_layers=2, num_kv_heads=2, head_dim=64, context_length=4096, max_model_len=2048,
+        engine_args={"n_threads": 1, "n_gpu_layers": 99},
+    )  # fmt: skip
+    argv = plan_launch(profile, settings(tmp_path, llama_server=server)).command(9000)
+    assert argv[argv.index("--threads") + 1] == "1"
+    assert argv[argv.index("--n-gpu-layers") + 1] == "99"
+    assert argv[argv.index("--parallel") + 1] == "1"
+    assert argv[argv.index("--kv-unified-per-slot") + 1] == "2048"
+    assert "--n_threads" not in argv

@@ -161,3 +161,45 @@ async def test_the_background_loop_runs_and_stops(client: EngineClient, fake: Fa
         await asyncio.sleep(0.02)
     await monitor.close()
     assert endpoint.healthy
+
+
+async def test_an_engine_that_cannot_generate_is_unhealthy_until_it_can(
+    client: EngineClient, fake: FakeUpstream
+) -> None:
+    """Up is not enough: an idle attached engine is asked for one token per interval."""
+    endpoint = endpoint_at(fake.url)
+    fake.health_status = 200
+    monitor, registry, metrics = monitored(client, endpoint)
+    fake.forced = {"status": "500"}  # answers /health, fails every generation
+    await monitor.check_all()
+    assert endpoint.healthy is False
+    assert endpoint.probe_error is not None and "1-token generation" in endpoint.probe_error
+    assert endpoint.last_error == endpoint.probe_error
+    assert gauge(metrics, "chatgate_engine_up", endpoint.name) == 0
+    assert fake.probes == 1 and fake.requests == []
+    await monitor.check_all()  # a failed probe is retried at once, not after the interval
+    assert fake.probes == 2
+
+    fake.forced = {}
+    await monitor.check_all()
+    assert endpoint.healthy is True and endpoint.probe_error is None
+    registry.record_success(endpoint)  # real traffic proves it: no probe within the interval
+    await monitor.check_all()
+    assert fake.probes == 3
+    assert gauge(metrics, "chatgate_engine_failed", endpoint.name) == 0
+
+
+async def test_managed_engines_are_probed_by_their_supervisor_not_the_monitor(
+    client: EngineClient, fake: FakeUpstream
+) -> None:
+    endpoint = endpoint_at(fake.url)
+    endpoint.kind = "managed"
+    endpoint.restarts, endpoint.wedged_restarts = 3, 1
+    fake.health_status = 200
+    monitor, _registry, metrics = monitored(client, endpoint)
+    await monitor.check_all()
+    assert fake.probes == 0  # no generation from the monitor
+    sample = metrics.registry.get_sample_value
+    labels = {"engine": endpoint.name}
+    assert sample("chatgate_engine_supervisor_restarts", {**labels, "reason": "wedged"}) == 1
+    assert sample("chatgate_engine_supervisor_restarts", {**labels, "reason": "crash"}) == 2

@@ -226,7 +226,25 @@ def test_endpoint_admin_view() -> None:
         "healthy": True,
         "circuit": "closed",
         "outstanding": 1,
+        "capacity": None,
         "last_error": None,
+        "failure": None,
         "metrics": None,
         "consecutive_failures": 0,
     }
+
+
+def test_a_failed_engine_is_not_routed_to_and_says_why() -> None:
+    reg = ModelRegistry("m")
+    failed, other = ep("a"), ep("b")
+    reg.add(ModelEntry(id="m", name="M", endpoints=[failed, other]))
+    failed.failure = "The engine a crashed 3 times within 300 s (last: killed by signal SIGSEGV)."
+    assert reg.pick(reg.resolve("m")) is other  # the other replica serves
+    other.failure = "The engine b crashed 3 times within 300 s. Run `chatgate doctor`."
+    with pytest.raises(APIError) as excinfo:
+        reg.pick(reg.resolve("m"))
+    assert excinfo.value.code == "engine_failed" and excinfo.value.status_code == 503
+    assert excinfo.value.message == (
+        "The engine for 'm' has failed: The engine a crashed 3 times within 300 s"
+        " (last: killed by signal SIGSEGV)."
+    )

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from chatgate.engines.supervisor import EngineSupervisor, _Backoff
+from chatgate.engines.liveness import Backoff, EngineProbe, Liveness
+from chatgate.engines.supervisor import EngineSupervisor
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 SRC_DIR = Path(__file__).resolve().parents[2] / "src"
 STATE_KEYS = {
     "name", "pid", "port", "base_url", "state", "restarts",
-    "last_error", "updated_at", "started_at", "log_file",
+    "last_error", "updated_at", "started_at", "log_file", "wedged_restarts",
 }  # fmt: skip
 
 Supervise = Callable[..., EngineSupervisor]
@@ -179,13 +180,91 @@ def test_engine_that_exits_at_once_ends_failed_after_bounded_retries(
     assert not supervisor.wait_ready(15)
     status = supervisor.status()
     assert status.state == "failed"
-    assert status.restarts == 9  # ten starts in all
+    assert status.restarts == 2  # a crash loop: three exits within the window
     assert status.pid is None
     assert status.last_error is not None
+    assert "crashed 3 times within 300 s" in status.last_error
     assert "exited with code 3" in status.last_error
-    assert "failing on purpose" in status.last_error
+    assert "failing on purpose" in status.last_error  # the log's last lines
     state = read_state(supervisor)
-    assert (state["state"], state["pid"], state["restarts"]) == ("failed", None, 9)
+    assert (state["state"], state["pid"], state["restarts"]) == ("failed", None, 2)
+
+
+def test_quick_failures_end_failed_when_crashes_are_spread_out(supervise: Supervise) -> None:
+    loose = Liveness(crash_limit=100)
+    supervisor = supervise("--exit-code", "3", backoff_initial=0.01, backoff_max=0.02,
+                           liveness=loose)  # fmt: skip
+    supervisor.start()
+
+    assert not supervisor.wait_ready(15)
+    status = supervisor.status()
+    assert status.state == "failed" and status.restarts == 9  # ten starts in all
+    assert status.last_error is not None and "gave up after 10 failed starts" in status.last_error
+
+
+def probing(**overrides: Any) -> Liveness:
+    """Readiness by a 1-token generation, with test-sized times."""
+    values: dict[str, Any] = {"probe": EngineProbe("fake"), "ready_probe_timeout": 2.0}
+    return Liveness(**{**values, **overrides})
+
+
+def test_ready_only_after_a_generated_token(supervise: Supervise) -> None:
+    supervisor = supervise(liveness=probing())
+    supervisor.start()
+    assert supervisor.wait_ready(10)
+
+
+def test_engine_that_cannot_generate_is_never_ready(supervise: Supervise) -> None:
+    supervisor = supervise("--hang-completions", ready_timeout=1.0, max_quick_failures=1,
+                           liveness=probing(ready_probe_timeout=0.3))  # fmt: skip
+    supervisor.start()
+
+    assert not supervisor.wait_ready(10)
+    status = supervisor.status()
+    assert status.state == "failed"
+    assert status.last_error is not None and "not ready within 1s" in status.last_error
+
+
+def test_segfault_on_first_generation_is_a_diagnosed_crash_loop(supervise: Supervise) -> None:
+    hints: list[int] = []
+
+    def hint(returncode: int) -> str:
+        hints.append(returncode)
+        return "Check the CPU."
+
+    supervisor = supervise("--segfault-on-completion", backoff_initial=0.01, backoff_max=0.02,
+                           liveness=probing(crash_limit=3, hint=hint))  # fmt: skip
+    seen: list[str] = []
+    supervisor.add_listener(lambda status: seen.append(status.state))
+    supervisor.start()
+
+    assert not supervisor.wait_ready(20)
+    status = supervisor.status()
+    assert status.state == "failed"
+    assert status.restarts == 2
+    error = status.last_error or ""
+    assert error.startswith("The engine fake crashed 3 times within 300 s")
+    assert "killed by signal SIGSEGV" in error and "Check the CPU." in error
+    assert "crashing in its first generation" in error  # the log's last lines
+    assert hints == [-signal.SIGSEGV]
+    assert seen[-1] == "failed" and "ready" not in seen
+
+
+def test_wedged_engine_is_restarted(supervise: Supervise) -> None:
+    liveness = probing(probe_interval=0.1, wedged_seconds=0.8, crash_limit=100)
+    supervisor = supervise("--hang-after", "1", liveness=liveness)
+    supervisor.start()
+    assert supervisor.wait_ready(10)
+    first_pid = supervisor.status().pid
+
+    def restarted() -> bool:
+        status = supervisor.status()
+        return status.wedged_restarts >= 1 and status.pid not in (None, first_pid)
+
+    assert wait_for(restarted, 15), supervisor.status()
+    status = supervisor.status()
+    assert status.last_error is not None and "no token for" in status.last_error
+    assert read_state(supervisor)["wedged_restarts"] >= 1
 
 
 def test_engine_never_ready_is_restarted_then_failed(supervise: Supervise) -> None:
@@ -275,7 +354,7 @@ def test_engine_name_must_be_safe_in_file_names(name: str) -> None:
 
 
 def test_backoff_doubles_up_to_maximum_and_resets() -> None:
-    backoff = _Backoff(1.0, 5.0)
+    backoff = Backoff(1.0, 5.0)
     assert [backoff.next_delay() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     backoff.reset()
     assert backoff.next_delay() == 1.0

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from chatgate.engines.client import engine_request_id
+from chatgate.engines.health import PROBE_HEADER
 
 _DIRECTIVE = re.compile(r"\[\[([^\]]*)\]\]")
 DEFAULT_WORDS = ["Paris", " is", " the", " capital", " of", " France", "."]
@@ -49,6 +50,7 @@ class FakeUpstream:
     health_status: int | None = None  # None: no /health route (404)
     metrics_text: str | None = None  # None: no /metrics route (404)
     scrapes: int = 0  # GET /metrics calls
+    probes: int = 0  # the gateway's 1-token generation probes (not in ``requests``)
 
     @property
     def url(self) -> str:
@@ -100,6 +102,13 @@ class FakeUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
+        if request.headers.get(PROBE_HEADER):
+            # The gateway's 1-token health probe: counted apart, so tests that look at the
+            # requests they sent never see it.
+            self.probes += 1
+            if "status" in self.forced:
+                return web.json_response({"error": {"message": "fake"}}, status=500)
+            return web.json_response(completion(self.model, ["Hi"], payload, {}))
         record = Recorded(
             request.headers.get("X-Request-ID"),
             request.path,

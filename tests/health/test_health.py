@@ -99,6 +99,7 @@ async def test_ready_is_503_when_the_engine_answers_with_an_error(
         "url": f"http://127.0.0.1:{port}",
         "healthy": False,
         "error": "HTTP 500",
+        "failed": False,
     }
 
 
@@ -178,7 +179,7 @@ async def test_ready_shows_details_only_to_this_machine_and_admins(gateway: Gate
         }
         assert body["checks"]["engines"]["fake-model"] == {
             "ok": True,
-            "endpoints": [{"healthy": True}],
+            "endpoints": [{"healthy": True, "failed": False}],
         }
         assert gateway.upstream.url not in response.text
     endpoint = as_admin.json()["checks"]["engines"]["fake-model"]["endpoints"][0]

@@ -110,7 +110,10 @@ async def test_a_failing_replica_is_invisible_to_the_client(
     request_id, response = await post(gw, api_key, "hi", stream)
     assert response.status_code == 200, response.text
     assert answer_of(response, stream) == ANSWER  # once: nothing of the failed try leaked
-    assert len(a.served(request_id)) == 1 and len(b.served(request_id)) == 1
+    # A dropped connection before any answer may be a stale keep-alive one: it is retried
+    # once on a fresh connection to the same replica before failing over.
+    tries_on_a = 2 if "reset" in forced else 1
+    assert len(a.served(request_id)) == tries_on_a and len(b.served(request_id)) == 1
     (row,) = await rows(gw, request_id)
     assert (row.status, row.status_code, row.engine) == ("ok", 200, name_of(b))
     assert all(ep.outstanding == 0 for ep in gw.state.registry.endpoints())

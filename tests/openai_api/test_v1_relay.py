@@ -1049,6 +1049,8 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     from chatgate.auth.identity import Identity
     from chatgate.engines.client import EngineError
     from chatgate.engines.endpoint import Endpoint
+    from chatgate.engines.failover import EngineCall
+    from chatgate.engines.pool import Ticket
     from chatgate.engines.registry import ModelEntry, ModelRegistry
     from chatgate.openai_api.service import RelayCall
 
@@ -1067,17 +1069,15 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     registry = ModelRegistry("m")
     registry.add(model)
     state = SimpleNamespace(engines=Engines(), usage=usage, metrics=Metrics(), registry=registry)
+    engine = EngineCall(model, "/chat/completions", {}, "r-1", Ticket("user:1"))
+    engine.engine = endpoint.name
     call = RelayCall(
         state=state,  # type: ignore[arg-type]
         identity=Identity(user_id=1, username="u", role="user"),
-        request_id="r-1",
         route="v1.chat",
-        path="/chat/completions",
-        model=model,
-        payload={},
+        engine=engine,
         client_wants_usage=False,
         prompt_estimate=3,
-        engine=endpoint.name,
     )
     return call, usage
 
@@ -1104,9 +1104,11 @@ async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_afte
 
     call, usage = _relay_call([_content("a"), _content("b")], fail=True)
     response = _StubResponse()
-    stream = relay_stream(call, _upstream(call, response), StreamStats())
+    upstream = _upstream(call, response)
+    stream = relay_stream(call, upstream, StreamStats())
     received = [await anext(stream) for _ in range(leave_after + 1)]
     await stream.aclose()  # the client is gone
+    await upstream.close()  # what the stream's owner does on the way out
     assert len(usage.rows) == 1, [r.status for r in usage.rows]
     row = usage.rows[0]
     if leave_after < 2:
@@ -1124,11 +1126,14 @@ async def test_relay_stream_error_event_comes_after_the_row() -> None:
 
     call, usage = _relay_call([_content("a")], fail=True)
     response = _StubResponse()
+    upstream = _upstream(call, response)
     out: list[bytes] = []
-    async for data in relay_stream(call, _upstream(call, response), StreamStats()):
+    async for data in relay_stream(call, upstream, StreamStats()):
         if b'"error"' in data:
             assert [r.status for r in usage.rows] == ["error"]
         out.append(data)
+    await upstream.close()
+    assert upstream.error is not None  # the owner reports it against the replica
     # The error event and [DONE] end the stream in one piece, marked as the last.
     assert isinstance(out[-1], FinalChunk)
     assert not any(isinstance(piece, FinalChunk) for piece in out[:-1])
@@ -1145,7 +1150,9 @@ async def test_relay_stream_success_releases_the_connection() -> None:
         [_content("a"), _content("b", finish="stop"), b"data: [DONE]"], fail=False
     )
     response = _StubResponse()
-    out = [d async for d in relay_stream(call, _upstream(call, response), StreamStats())]
+    upstream = _upstream(call, response)
+    out = [d async for d in relay_stream(call, upstream, StreamStats())]
+    await upstream.close()
     assert out[-1] == b"data: [DONE]\n\n" and len(out) == 3
     assert isinstance(out[-1], FinalChunk)
     assert [(r.status, r.completion_tokens) for r in usage.rows] == [("ok", 2)]
@@ -1155,6 +1162,7 @@ async def test_relay_stream_success_releases_the_connection() -> None:
 
 async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> None:
     from chatgate.engines.client import EngineError
+    from chatgate.engines.failover import Upstreams
     from chatgate.errors import APIError
     from chatgate.openai_api.service import complete
 
@@ -1172,7 +1180,7 @@ async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> N
 
     usage = SlowUsage()
     call.state.usage = usage
-    call.state.engines = FailingEngines()
+    call.state.upstreams = Upstreams(call.state.registry, FailingEngines(), Metrics())  # type: ignore[arg-type]
     call.model.endpoints[0].outstanding = 0
     task = asyncio.create_task(complete(call))
     for _ in range(100):

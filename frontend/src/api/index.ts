@@ -7,7 +7,7 @@ import type {
   AdminModelList,
   ApiKey,
   CompatReport,
-  EngineInfo,
+  EngineList,
   HardwareStatus,
   SwitchStatus,
   ApiKeyCreated,
@@ -135,7 +135,10 @@ export const api = {
   switchStatus: async () => (await request<{ switch: SwitchStatus | null }>('GET', '/api/admin/models/switch')).switch,
   setModelEnabled: (id: string, enabled: boolean) =>
     request<AdminModel>('POST', `/api/admin/models/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`),
-  engines: async () => (await request<{ engines: EngineInfo[] }>('GET', '/api/admin/engines')).engines,
+  engines: async (): Promise<EngineList> => {
+    const list = await request<Partial<EngineList>>('GET', '/api/admin/engines')
+    return { engines: list.engines ?? [], pools: list.pools ?? [] }
+  },
 
   async usageCsv(query: UsageQuery = {}): Promise<Blob> {
     const response = await authFetch(withQuery('/api/usage.csv', { ...query }))

@@ -270,10 +270,32 @@ export interface EngineInfo {
   healthy: boolean
   circuit: 'closed' | 'open' | 'half_open'
   outstanding: number
+  /** requests it generates at once (null: not known) */
+  capacity?: number | null
   consecutive_failures: number
   last_error: string | null
+  /** the supervisor gave up on it (crash loop): its diagnosis */
+  failure: string | null
+  wedged_restarts: number
   pid: number | null
   metrics: EngineMetrics | null
+}
+
+/** A model's engine pool: its slots and the gateway's fair queue in front of them. */
+export interface PoolInfo {
+  model_id: string
+  capacity: number
+  busy: number
+  waiting: number
+  waiting_by_priority: Record<string, number>
+  in_flight_by_user: Record<string, number>
+  oldest_wait_seconds: number
+  mean_hold_seconds: number | null
+}
+
+export interface EngineList {
+  engines: EngineInfo[]
+  pools: PoolInfo[]
 }
 
 export interface AdminModel {

@@ -10,6 +10,8 @@ export interface MessageViewProps {
   message: Message
   siblings?: Siblings
   streaming?: boolean
+  /** The answer waits for a free engine slot, with this many requests ahead of it. */
+  queuePosition?: number | null
   /** Actions are hidden while any answer streams. */
   busy?: boolean
   onRegenerate?: (message: Message) => void
@@ -124,6 +126,7 @@ function propsEqual(a: MessageViewProps, b: MessageViewProps): boolean {
   return (
     a.message === b.message &&
     a.streaming === b.streaming &&
+    a.queuePosition === b.queuePosition &&
     a.busy === b.busy &&
     a.onRegenerate === b.onRegenerate &&
     a.onEdit === b.onEdit &&
@@ -136,6 +139,7 @@ export const MessageView = memo(function MessageView({
   message,
   siblings,
   streaming = false,
+  queuePosition = null,
   busy = false,
   onRegenerate,
   onEdit,
@@ -185,8 +189,12 @@ export const MessageView = memo(function MessageView({
       <div className="min-w-0 flex-1">
         <span className="sr-only">{t('chat.assistant')}:</span>
         {pending && !message.content ? (
-          <p className="streaming-caret py-1 text-zinc-500 dark:text-zinc-400" aria-live="polite">
-            {t('chat.pending')}
+          <p className="streaming-caret py-1 text-zinc-500 dark:text-zinc-400" aria-live="polite" data-testid="pending-note">
+            {queuePosition === null || queuePosition === undefined
+              ? t('chat.pending')
+              : queuePosition === 0
+                ? t('chat.queuedNext')
+                : t('chat.queued', { count: queuePosition })}
           </p>
         ) : (
           <Markdown text={message.content} className={streaming ? 'streaming-caret' : undefined} />

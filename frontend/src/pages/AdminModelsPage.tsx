@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react'
 import { ArrowRightLeft, RefreshCw } from 'lucide-react'
-import { ApiError, api, type AdminModel, type AdminModelList, type EngineInfo, type SwitchStatus } from '../api'
+import { ApiError, api, type AdminModel, type AdminModelList, type EngineInfo, type PoolInfo, type SwitchStatus } from '../api'
 import { useAuth } from '../stores/auth'
 import { useModels } from '../stores/models'
 import { useUi } from '../stores/ui'
@@ -171,6 +171,7 @@ export function AdminModelsPage({ switchPollMs = 1000, enginesPollMs = 5000 }: {
   const [list, setList] = useState<AdminModelList | null>(null)
   const [error, setError] = useState<string | null>(null)
   const [engines, setEngines] = useState<EngineInfo[] | null>(null)
+  const [pools, setPools] = useState<PoolInfo[]>([])
   const [enginesError, setEnginesError] = useState<string | null>(null)
   const [switching, setSwitching] = useState<SwitchStatus | null>(null)
   const [hidden, setHidden] = useState<string | null>(null)
@@ -192,7 +193,9 @@ export function AdminModelsPage({ switchPollMs = 1000, enginesPollMs = 5000 }: {
 
   const loadEngines = useCallback(async () => {
     try {
-      setEngines(await api.engines())
+      const list = await api.engines()
+      setEngines(list.engines)
+      setPools(list.pools)
       setEnginesError(null)
     } catch (err) {
       setEnginesError(errorText(err))
@@ -354,7 +357,7 @@ export function AdminModelsPage({ switchPollMs = 1000, enginesPollMs = 5000 }: {
           </ul>
         </section>
       )}
-      <EnginesSection engines={engines} error={enginesError} />
+      <EnginesSection engines={engines} pools={pools} error={enginesError} />
       {list && profiles.length > 0 && <CheckForm models={profiles} />}
       {confirming && (
         <ConfirmDialog

@@ -125,6 +125,7 @@ export function ChatPage({ conversationId }: { conversationId: string | null }) 
                 message={message}
                 siblings={siblings.get(message.id)}
                 streaming={chat.streaming && message.id === chat.streamingMessageId}
+                queuePosition={message.id === chat.streamingMessageId ? chat.queuePosition : null}
                 busy={chat.streaming}
                 onRegenerate={onRegenerate}
                 onEdit={onEdit}

@@ -44,6 +44,8 @@ export interface ChatState {
   /** A problem with the last action (409, 4xx/5xx), shown above the composer. */
   banner: string | null
   usage: UsageEvent | null
+  /** While the answer waits for a free engine slot: how many requests are ahead of it. */
+  queuePosition: number | null
   model: string | null
   params: Params
   /** The system prompt of the open conversation, or the draft for a new chat. */
@@ -141,7 +143,7 @@ export const useChat = create<ChatState>((set, get) => {
     flush(stream)
     if (!isActive(stream)) return
     active = null
-    set({ streaming: false, streamingMessageId: null, reconnecting: false, stopping: false })
+    set({ streaming: false, streamingMessageId: null, reconnecting: false, stopping: false, queuePosition: null })
   }
 
   function onConversation(stream: ActiveStream, event: ConversationEvent): void {
@@ -219,9 +221,13 @@ export const useChat = create<ChatState>((set, get) => {
         case 'conversation':
           onConversation(stream, data as ConversationEvent)
           break
+        case 'queue':
+          set({ queuePosition: (data as { position?: number }).position ?? 0 })
+          break
         case null:
         case 'message': {
           const content = (data as ChunkEvent).choices?.[0]?.delta?.content
+          if (get().queuePosition !== null) set({ queuePosition: null })
           if (content) appendText(stream, content)
           break
         }
@@ -262,7 +268,7 @@ export const useChat = create<ChatState>((set, get) => {
       rollback()
       const banner =
         error instanceof ApiError && error.code === 'generation_running' ? 'generation_running' : messageText(error)
-      set({ streaming: false, streamingMessageId: null, stopping: false, banner })
+      set({ streaming: false, streamingMessageId: null, stopping: false, banner, queuePosition: null })
       return
     }
     let attempt = 0
@@ -361,7 +367,7 @@ export const useChat = create<ChatState>((set, get) => {
       isNew,
     }
     active = stream
-    set({ streaming: true, streamingMessageId: assistantId, reconnecting: false, stopping: false, banner: null, usage: null })
+    set({ streaming: true, streamingMessageId: assistantId, reconnecting: false, stopping: false, banner: null, usage: null, queuePosition: null })
     return stream
   }
 
@@ -414,6 +420,7 @@ export const useChat = create<ChatState>((set, get) => {
     loadError: null,
     streaming: false,
     streamingMessageId: null,
+    queuePosition: null,
     reconnecting: false,
     stopping: false,
     banner: null,
@@ -599,7 +606,7 @@ export const useChat = create<ChatState>((set, get) => {
       flush(stream)
       active = null
       stream.controller.abort()
-      set({ streaming: false, streamingMessageId: null, reconnecting: false, stopping: false })
+      set({ streaming: false, streamingMessageId: null, reconnecting: false, stopping: false, queuePosition: null })
     },
   }
 })

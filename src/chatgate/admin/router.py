@@ -33,7 +33,7 @@ async def hardware(_admin: AdminUser) -> HardwareOut:
 
 @router.get("/api/admin/engines")
 async def engines(_admin: AdminUser, state: StateDep) -> EngineList:
-    return EngineList(engines=service.engine_views(state))
+    return EngineList(engines=service.engine_views(state), pools=service.pool_views(state))
 
 
 @router.get("/api/admin/models")

@@ -43,14 +43,32 @@ class EngineOut(BaseModel):
     healthy: bool
     circuit: Literal["closed", "open", "half_open"] = "closed"
     outstanding: int = 0
+    capacity: int | None = None  # slots it generates at once (None: not known)
     consecutive_failures: int = 0
     last_error: str | None = None
+    # Its supervisor gave up (a crash loop): the diagnosis, first sentence for users.
+    failure: str | None = None
+    wedged_restarts: int = 0  # restarts because it produced no token for too long
     pid: int | None = None
     metrics: EngineMetricsOut | None = None
 
 
+class PoolOut(BaseModel):
+    """A model's engine pool: its slots and the gateway's queue in front of them."""
+
+    model_id: str
+    capacity: int  # slots of its usable replicas
+    busy: int  # slots held by requests
+    waiting: int  # requests queued in the gateway
+    waiting_by_priority: dict[str, int]
+    in_flight_by_user: dict[str, int]  # "user:12" -> slots held
+    oldest_wait_seconds: float
+    mean_hold_seconds: float | None
+
+
 class EngineList(BaseModel):
     engines: list[EngineOut]
+    pools: list[PoolOut] = []
 
 
 ModelState = Literal["ready", "starting", "stopped", "failed", "attached", "not_running"]

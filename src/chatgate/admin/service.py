@@ -11,6 +11,7 @@ from chatgate.admin.schemas import (
     EngineOut,
     HardwareSummary,
     ModelState,
+    PoolOut,
 )
 from chatgate.engines.compat import CompatReport, HardwareSpec, check_profile, detected_hardware
 from chatgate.engines.endpoint import Endpoint
@@ -34,10 +35,30 @@ def engine_view(endpoint: Endpoint, model_id: str, manager: EngineManager) -> En
     status = supervisor.status() if supervisor is not None else None
     data.update(
         model_id=model_id,
-        state=status.state if status else "attached",
+        state=status.state if status else ("failed" if endpoint.failure else "attached"),
         pid=status.pid if status else None,
+        wedged_restarts=status.wedged_restarts if status else 0,
     )
     return EngineOut.model_validate(data)
+
+
+def pool_views(state: AppState) -> list[PoolOut]:
+    pools = state.upstreams.pools
+    if pools is None:
+        return []
+    return [
+        PoolOut(
+            model_id=snap.name,
+            capacity=snap.capacity,
+            busy=snap.busy,
+            waiting=snap.waiting,
+            waiting_by_priority=dict(snap.waiting_by_priority),
+            in_flight_by_user=dict(snap.in_flight),
+            oldest_wait_seconds=round(snap.oldest_wait, 3),
+            mean_hold_seconds=None if snap.mean_hold is None else round(snap.mean_hold, 3),
+        )
+        for snap in pools.snapshots()
+    ]
 
 
 def engine_views(state: AppState) -> list[EngineOut]:
@@ -58,6 +79,7 @@ def engine_views(state: AppState) -> list[EngineOut]:
                 state=status.state,
                 healthy=False,
                 last_error=status.last_error,
+                failure=status.last_error if status.state == "failed" else None,
                 pid=status.pid,
             )
         )

@@ -18,12 +18,12 @@ from chatgate.chat import titles
 from chatgate.chat.service import ChatJob
 from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.engines.client import EngineError, parse_data_line
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.failover import Upstream, Upstreams
+from chatgate.engines.failover import EngineCall, Upstream
+from chatgate.engines.pool import Ticket
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
 from chatgate.errors import APIError, error_body
 from chatgate.state import AppState
-from chatgate.usage.record import UsageRecord
+from chatgate.usage.record import usage_row
 
 log = logging.getLogger("chatgate.chat")
 
@@ -36,57 +36,48 @@ class Outcome:
     status_code: int = 200
 
 
-@dataclass
-class Served:
-    """Which replica the generation went to (the last one tried, if all failed)."""
-
-    engine: str | None = None
-
-    def attempted(self, endpoint: Endpoint) -> None:
-        self.engine = endpoint.name
-
-
 async def run(state: AppState, job: ChatJob) -> None:
     stats = StreamStats(on_gap=state.metrics.token_gap_observer(job.model.id))
-    served = Served()
-    upstreams = Upstreams(state.registry, state.engines, state.metrics, served.attempted)
-    state.metrics.active_streams.inc()
+    call = engine_call(job)
     try:
-        outcome = await _relay(state, job, upstreams, stats)
+        outcome = await _relay(state, job, call, stats)
     except asyncio.CancelledError:
         outcome = Outcome("interrupted", "stopped", "The answer was stopped", 499)
     except EngineError as exc:
         log.warning("generation %s failed: %s", job.generation.id, exc.message)
         outcome = Outcome("error", exc.code, exc.message, exc.status_code)
-    except APIError as exc:  # no replica could take it
+    except APIError as exc:  # no replica could take it, or the queue is full
         outcome = Outcome("error", exc.code, exc.message, exc.status_code)
     except Exception as exc:  # never leave a client without a terminal event
         log.exception("generation %s crashed", job.generation.id)
         outcome = Outcome("error", "internal_error", f"Internal error ({type(exc).__name__})", 500)
-    finally:
-        state.metrics.active_streams.dec()
     # Shielded: a second cancellation (shutdown) must not lose the final save.
-    await asyncio.shield(_finish(state, job, served.engine, stats, outcome))
+    await asyncio.shield(_finish(state, job, call, stats, outcome))
 
 
-async def _relay(
-    state: AppState, job: ChatJob, upstreams: Upstreams, stats: StreamStats
-) -> Outcome:
+def engine_call(job: ChatJob) -> EngineCall:
+    """A web chat is interactive: it goes before API traffic in the engine queue; while it
+    waits, the client hears how many requests are ahead of it."""
+
+    def waiting(ahead: int) -> None:
+        job.generation.publish("queue", {"position": ahead, "model": job.model.id})
+
     payload: dict[str, Any] = {
         **job.params,
         "messages": job.messages,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    # Failover happens in here, before anything was published to the client.
-    upstream = await upstreams.stream(
-        job.model, "/chat/completions", payload, job.request_id, job.conversation_id
+    ticket = Ticket(job.tenant, "interactive", job.weight, on_position=waiting)
+    return EngineCall(
+        job.model, "/chat/completions", payload, job.request_id, ticket, job.conversation_id
     )
-    try:
+
+
+async def _relay(state: AppState, job: ChatJob, call: EngineCall, stats: StreamStats) -> Outcome:
+    # Failover happens in here, before anything was published to the client.
+    async with state.upstreams.stream(call) as upstream:
         await _publish(job, upstream, stats)
-    except EngineError as exc:
-        upstreams.failed(upstream.endpoint, exc)  # mid-stream: reported, never retried
-        raise
     if stats.finish_reason is None:
         return Outcome(
             "error", "engine_disconnected", "The engine ended the answer unexpectedly", 502
@@ -95,32 +86,20 @@ async def _relay(
 
 
 async def _publish(job: ChatJob, upstream: Upstream, stats: StreamStats) -> None:
-    completed = False
-    lines = upstream.lines()
-    try:
-        async for line in lines:
-            chunk = parse_data_line(line)
-            if chunk is None:
-                continue
-            stats.observe(chunk)
-            if chunk.get("choices"):
-                chunk["model"] = job.model.id
-                job.generation.publish(None, chunk)
-        completed = True
-    finally:
-        # An unfinished read closes the connection: the engine sees the abort.
-        if completed:
-            upstream.response.release()
-        else:
-            upstream.response.close()
-        upstream.endpoint.outstanding -= 1
-        await lines.aclose()
+    async for line in upstream.lines():
+        chunk = parse_data_line(line)
+        if chunk is None:
+            continue
+        stats.observe(chunk)
+        if chunk.get("choices"):
+            chunk["model"] = job.model.id
+            job.generation.publish(None, chunk)
 
 
 async def _finish(
     state: AppState,
     job: ChatJob,
-    engine: str | None,
+    call: EngineCall,
     stats: StreamStats,
     outcome: Outcome,
 ) -> None:
@@ -130,7 +109,16 @@ async def _finish(
     try:
         await _save_message(state, job, stats, outcome, prompt_tokens, completion_tokens)
         await state.usage.record(
-            _usage_row(job, engine, stats, outcome, prompt_tokens, completion_tokens)
+            usage_row(
+                call,
+                job.identity,
+                "chat",
+                stats,
+                status={"complete": "ok"}.get(outcome.status, outcome.status),
+                status_code=outcome.status_code,
+                error=outcome.error_message,
+                prompt_estimate=prompt_tokens,
+            )
         )
     except Exception:
         log.exception("saving generation %s failed", generation.id)
@@ -189,30 +177,3 @@ async def _save_message(
             .values(updated_at=utcnow())
         )
         await db.commit()
-
-
-def _usage_row(
-    job: ChatJob,
-    engine: str | None,
-    stats: StreamStats,
-    outcome: Outcome,
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> UsageRecord:
-    status = {"complete": "ok"}.get(outcome.status, outcome.status)
-    return UsageRecord(
-        request_id=job.request_id,
-        route="chat",
-        status=status,
-        status_code=outcome.status_code,
-        user_id=job.identity.user_id,
-        api_key_id=job.identity.api_key_id,
-        model=job.model.id,
-        engine=engine,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        ttft_ms=stats.ttft_ms,
-        latency_ms=stats.latency_ms(),
-        finish_reason=stats.finish_reason,
-        error=outcome.error_message,
-    )

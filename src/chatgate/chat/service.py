@@ -19,6 +19,7 @@ from chatgate.conversations import service as conversations
 from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.engines.registry import ModelEntry
 from chatgate.errors import APIError
+from chatgate.limits.caps import check_prompt_caps
 from chatgate.limits.service import Admission
 from chatgate.settings import Settings
 from chatgate.state import AppState
@@ -40,6 +41,11 @@ class ChatJob:
     needs_title: bool = False
     events: dict[str, Any] = field(default_factory=dict)
     admission: Admission | None = None  # limits held until the answer is saved
+    weight: float = 1.0  # the user's share of a busy engine (admission queue)
+
+    @property
+    def tenant(self) -> str:
+        return f"user:{self.identity.user_id}"
 
 
 def sampling_params(
@@ -49,6 +55,7 @@ def sampling_params(
     params: dict[str, Any] = dict(model.default_params)
     params.update({k: user_settings[k] for k in USER_DEFAULT_PARAMS if user_settings.get(k)})
     params.update(body.model_dump(exclude_none=True, include=set(SamplingParams.model_fields)))
+    params.setdefault("max_tokens", default_max_tokens(model, settings))
     max_tokens = params.get("max_tokens")
     if max_tokens is not None and max_tokens > settings.max_tokens_cap:
         raise APIError(
@@ -60,22 +67,11 @@ def sampling_params(
     return params
 
 
-def check_prompt_caps(messages: list[dict[str, Any]], settings: Settings) -> None:
-    if len(messages) > settings.max_messages:
-        raise APIError(
-            400,
-            f"At most {settings.max_messages} messages are allowed",
-            "too_many_messages",
-            param="messages",
-        )
-    chars = sum(len(str(m.get("content") or "")) for m in messages)
-    if chars > settings.max_prompt_chars:
-        raise APIError(
-            400,
-            f"The prompt is {chars} characters; at most {settings.max_prompt_chars} are allowed",
-            "prompt_too_long",
-            param="messages",
-        )
+def default_max_tokens(model: ModelEntry, settings: Settings) -> int:
+    """The profile's ``max_tokens``, else the gateway's default (never above the cap)."""
+    value = model.default_params.get("max_tokens")
+    chosen = value if isinstance(value, int) and value > 0 else settings.default_max_tokens
+    return min(chosen, settings.max_tokens_cap)
 
 
 def _history(messages: list[Message]) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from chatgate.db.models import Conversation
 from chatgate.engines.client import EngineError
-from chatgate.engines.failover import Upstreams
+from chatgate.engines.failover import EngineCall
+from chatgate.engines.pool import Ticket
 from chatgate.errors import APIError
 
 if TYPE_CHECKING:
@@ -52,16 +53,18 @@ async def _title(state: AppState, job: ChatJob, message: str) -> None:
         "temperature": 0.2,
         "stream": False,
     }
-    upstreams = Upstreams(state.registry, state.engines, state.metrics)
+    # Background work: it waits behind every chat and API request for a slot.
+    call = EngineCall(
+        job.model,
+        "/chat/completions",
+        payload,
+        job.request_id + "-title",
+        Ticket(job.tenant, "batch", job.weight),
+        job.conversation_id,
+    )
     try:
         # Failover like any request: a title is not worth a failed replica's error.
-        _endpoint, data = await upstreams.fetch(
-            job.model,
-            "/chat/completions",
-            payload,
-            job.request_id + "-title",
-            job.conversation_id,
-        )
+        data = await state.upstreams.fetch(call)
         title = clean_title(str(data["choices"][0]["message"]["content"] or ""))
     except (EngineError, APIError, KeyError, IndexError, TypeError) as exc:
         log.info("auto-title for %s skipped: %s", job.conversation_id, exc)

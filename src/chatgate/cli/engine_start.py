@@ -58,19 +58,30 @@ def start_engine(
             return _started(profile, settings, say)
         except EngineStartError as exc:
             say(f"{exc}; starting the embedded engine instead")
-    return _started(embedded, settings, say)
+    return _started(embedded, settings, say, last_resort=True)
 
 
 def _started(
-    profile: ModelProfile, settings: Settings, say: Callable[[str], None]
+    profile: ModelProfile,
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    last_resort: bool = False,
 ) -> tuple[str, EngineSupervisor, str]:
-    supervisor = _start_ready(profile, settings, say)
+    supervisor = _start_ready(profile, settings, say, keep_failed=last_resort)
     return profile.id, supervisor, f"{profile.id}={supervisor.base_url.removesuffix('/v1')}"
 
 
 def _start_ready(
-    profile: ModelProfile, settings: Settings, say: Callable[[str], None]
+    profile: ModelProfile,
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    keep_failed: bool = False,
 ) -> EngineSupervisor:
+    """Start the engine and wait until it generated a token. ``keep_failed``: an engine
+    that crash-looped is kept (failed) so the gateway still comes up and tells users and
+    admins why, instead of exiting; admins can then switch to another model."""
     try:
         supervisor = supervisor_for(profile, settings)
     except (ProfileError, LaunchError, RuntimeError) as exc:
@@ -79,11 +90,16 @@ def _start_ready(
     say(f"starting engine {profile.id} ({profile.engine}) on {supervisor.base_url}")
     if not supervisor.wait_ready(settings.switch_ready_seconds, progress=say):
         status = supervisor.status()
-        supervisor.stop()
         log_file = settings.log_dir / f"engine-{profile.id}.log"
+        if keep_failed and status.state == "failed":
+            say(f"ENGINE FAILED: {(status.last_error or '').split(chr(10), 1)[0]}")
+            say(f"serving anyway: chats answer engine_failed until this is fixed; see {log_file}"
+                " and `chatgate doctor`")  # fmt: skip
+            return supervisor
+        supervisor.stop()
         raise EngineStartError(
             f"engine {profile.id} did not become ready: {status.last_error or status.state};"
             f" see {log_file}"
         )
-    say(f"engine {profile.id} ready")
+    say(f"engine {profile.id} ready (a 1-token generation worked)")
     return supervisor

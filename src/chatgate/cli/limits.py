@@ -36,6 +36,15 @@ def _parse(value: str) -> int | None:
         raise typer.BadParameter(f"{value!r} is neither a number nor 'unlimited'") from exc
 
 
+def _parse_weight(value: str) -> float | None:
+    if value.strip().lower() in ("unset", "none", "null"):
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is neither a number nor 'unset'") from exc
+
+
 async def _apply(settings: Settings, target: dict[str, Any], changes: dict[str, Any]) -> Any:
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -60,6 +69,12 @@ def set_limits(
     concurrent: Limit = None,
     tokens_day: Limit = None,
     tokens_month: Limit = None,
+    weight: Annotated[
+        str | None, typer.Option(help="Share of a busy engine (default 1), or 'unset'")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="Queue class of /v1 requests: interactive, api, batch")
+    ] = None,
 ) -> None:
     """Set limits; fields not given keep their value, 'unlimited' removes a limit."""
     if sum(target is not None for target in (role, user, key)) != 1:
@@ -71,9 +86,15 @@ def set_limits(
         "tokens_day": tokens_day,
         "tokens_month": tokens_month,
     }
-    changes = {OPTION_FIELDS[k]: _parse(v) for k, v in given.items() if v is not None}
+    changes: dict[str, Any] = {
+        OPTION_FIELDS[k]: _parse(v) for k, v in given.items() if v is not None
+    }
+    if weight is not None:
+        changes["queue_weight"] = _parse_weight(weight)
+    if priority is not None:
+        changes["queue_priority"] = None if priority == "unset" else priority
     if not changes:
-        raise typer.BadParameter("give at least one limit, e.g. --rpm 60")
+        raise typer.BadParameter("give at least one limit, e.g. --rpm 60 or --weight 2")
     settings = Settings()
     bootstrap.ensure_data_dir(settings)
     bootstrap.run_migrations(settings)

@@ -13,7 +13,7 @@ import uvicorn
 
 from chatgate.app import StartupError, check_startup_safety, create_app
 from chatgate.bench.cli import bench_app
-from chatgate.cli import admin, bootstrap, hardware, service
+from chatgate.cli import admin, bootstrap, doctor, hardware, service
 from chatgate.cli.backup import backup_app
 from chatgate.cli.engine_start import EngineStartError, start_engine
 from chatgate.cli.limits import limits_app
@@ -38,6 +38,7 @@ app.add_typer(backup_app)  # top-level `chatgate backup` and `chatgate restore`
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
 hardware.register(app)  # `chatgate hardware`
+doctor.register(app)  # `chatgate doctor`
 service.register(app)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30

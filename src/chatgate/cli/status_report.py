@@ -168,11 +168,21 @@ def _render_engines(engines: list[dict[str, Any]], models: dict[str, Any]) -> It
             f"  {engine.get('name', '?'):<20} {engine.get('state', 'unknown'):<11}"
             f" pid {engine.get('pid', '-')} ({process}), port {engine.get('port', '-')},"
             f" restarts {engine.get('restarts', 0)}"
+            + (
+                f", wedged restarts {engine['wedged_restarts']}"
+                if engine.get("wedged_restarts")
+                else ""
+            )  # fmt: skip
         )
-        if engine.get("last_error") or engine.get("error"):
-            yield f"  {'':<20} last error: {engine.get('last_error') or engine.get('error')}"
+        error = str(engine.get("last_error") or engine.get("error") or "")
+        if error:
+            label = "FAILED:" if engine.get("state") == "failed" else "last error:"
+            # The diagnosis' sentences, not the log lines after them (`chatgate logs engine`).
+            yield f"  {'':<20} {label} {error.split(chr(10), 1)[0]}"
     for model_id, model in models.items():
         yield f"  model {model_id}: {_ok(model.get('ok'))}"
+        if model.get("reason"):
+            yield f"    {model['reason']}"
         for endpoint in model.get("endpoints", []):
             health = "healthy" if endpoint.get("healthy") else f"down ({endpoint.get('error')})"
             yield f"    {endpoint.get('name')}: {endpoint.get('url')} {health}"

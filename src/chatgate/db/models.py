@@ -198,4 +198,6 @@ class RequestLog(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    # Time it waited in the gateway's queue for an engine slot (None: it never queued).
+    queue_ms: Mapped[float | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

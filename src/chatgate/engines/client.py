@@ -24,6 +24,10 @@ from chatgate.observability.tracing import engine_span
 log = logging.getLogger("chatgate.engines")
 
 DONE_LINE = b"data: [DONE]"
+# How a reused connection that the server closed meanwhile fails before any answer (a
+# refused new connection, ClientConnectorError, is a ClientOSError too, but not stale).
+STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+KEEPALIVE_SECONDS = 4.0  # below llama-server's 5 s, so we close idle connections first
 # One SSE line may be large (logprobs, an echoed prompt); aiohttp's default cap is 512 KiB.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -72,7 +76,9 @@ class EngineClient:
         return self.timeouts
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
+        )
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
@@ -119,11 +125,19 @@ class EngineClient:
         extra: dict[str, Any] = {}
         if endpoint.timeouts is not None:
             extra["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+        body = orjson.dumps(payload)
         try:
             async with asyncio.timeout(timeouts.first_token):
-                response = await self.session.post(
-                    url, data=orjson.dumps(payload), headers=headers, **extra
-                )
+                try:
+                    response = await self.session.post(url, data=body, headers=headers, **extra)
+                except STALE_CONNECTION as exc:
+                    if isinstance(exc, aiohttp.ClientConnectorError):
+                        raise  # a new connection was refused: the engine is down
+                    # A pooled keep-alive connection the engine had just closed (llama-server
+                    # closes idle ones after 5 s): nothing was processed, so one retry on a
+                    # fresh connection is safe. A dead engine fails it again, at once.
+                    log.debug("engine %s: retrying on a fresh connection (%r)", endpoint.name, exc)
+                    response = await self.session.post(url, data=body, headers=headers, **extra)
         except TimeoutError as exc:
             raise EngineError(
                 f"The engine did not answer within {timeouts.first_token:g}s",

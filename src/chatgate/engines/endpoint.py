@@ -38,6 +38,9 @@ class Endpoint:
     base_url: str  # ends with /v1
     upstream_model: str
     outstanding: int = 0
+    # Requests it generates at once (llama-server's slots, vLLM's max_num_seqs); None:
+    # unknown, the pool assumes a default. Learned from the engine or its profile.
+    capacity: int | None = None
     healthy: bool = True
     last_error: str | None = None
     kind: Literal["attached", "managed"] = "attached"  # managed: chatgate started it
@@ -45,8 +48,15 @@ class Endpoint:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     metrics: EngineMetrics | None = None  # last scrape of the engine's own /metrics
     scrape: ScrapeState = field(default_factory=ScrapeState)
-    # llama-cpp-python has no /health: once it answered 404 the probe asks /v1/models.
+    # An engine without /health: once it answered 404 the probe asks /v1/models.
     probe_models: bool = False
+    # Its supervisor gave up on it (crash loop): why, in a sentence users may see.
+    failure: str | None = None
+    restarts: int = 0  # by its supervisor (all causes), and of those:
+    wedged_restarts: int = 0  # because it produced no token for too long
+    last_success: float | None = None  # monotonic time of the last answer that worked
+    last_probe: float | None = None  # of the monitor's last 1-token generation
+    probe_error: str | None = None  # why that generation failed
 
     @property
     def root_url(self) -> str:
@@ -61,7 +71,9 @@ class Endpoint:
             "healthy": self.healthy,
             "circuit": self.breaker.state(time.monotonic() if now is None else now),
             "outstanding": self.outstanding,
+            "capacity": self.capacity,
             "last_error": self.last_error,
+            "failure": self.failure,
             "metrics": self.metrics.public() if self.metrics is not None else None,
             "consecutive_failures": self.breaker.consecutive_failures,
         }

@@ -1,5 +1,7 @@
-"""Opening an engine request with failover: retry on another replica only while nothing
-has reached the client.
+"""The one owner of an engine request (``Upstreams.stream``): it waits for a fair slot,
+routes with failover, counts the replica's requests and releases them at the end.
+
+Failover retries on another replica only while nothing has reached the client.
 
 A stream is read up to its first content chunk before it is handed over (vLLM and
 llama.cpp first send an empty role chunk): if the engine dies before that, the client
@@ -11,14 +13,17 @@ duplicated.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 
+from chatgate.engines.admission import Grant
 from chatgate.engines.client import DONE_LINE, EngineClient, EngineError, parse_data_line
 from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.pool import EnginePools, Ticket
 from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
@@ -44,13 +49,32 @@ def is_engine_fault(exc: EngineError) -> bool:
 
 
 @dataclass
+class EngineCall:
+    """One request to a model's engines, as every route (web chat, /v1, titles) describes
+    it; the owner fills in which replica served it and how long it queued."""
+
+    model: ModelEntry
+    path: str  # "/chat/completions" | "/completions"
+    payload: dict[str, Any]  # without "model": each replica gets its own engine name
+    request_id: str
+    ticket: Ticket
+    affinity_key: str | None = None
+    engine: str | None = None  # the replica tried last: the one that served, in the end
+    tried: list[str] = field(default_factory=list)  # every replica tried, in order
+    queue_ms: float | None = None  # time waiting for a slot in the gateway's queue
+
+
+@dataclass
 class Upstream:
-    """An open engine stream that has produced its first content (or ended)."""
+    """An open engine stream that has produced its first content (or ended). Read it
+    with ``batches``/``lines``; its owner (``Upstreams.stream``) releases it."""
 
     endpoint: Endpoint
     response: aiohttp.ClientResponse
     head: list[bytes]  # lines already read: relayed before the rest
     rest: AsyncGenerator[list[bytes], None]
+    completed: bool = False  # read to its end: the connection can be reused
+    error: EngineError | None = None  # how it broke mid-stream (reported by the owner)
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
         """The lines in the batches they arrived in (the head first, as one)."""
@@ -59,6 +83,10 @@ class Upstream:
                 yield self.head
             async for batch in self.rest:
                 yield batch
+            self.completed = True
+        except EngineError as exc:
+            self.error = exc
+            raise
         finally:
             await self.rest.aclose()
 
@@ -71,53 +99,65 @@ class Upstream:
         finally:
             await batches.aclose()
 
+    async def close(self) -> None:
+        """Give the connection back (read to its end) or close it, which aborts the
+        engine's generation; the replica has one request less in flight."""
+        if self.completed:
+            self.response.release()
+        else:
+            self.response.close()
+        self.endpoint.outstanding -= 1
+        await self.rest.aclose()
+
 
 @dataclass(frozen=True)
 class Upstreams:
-    """Routing + the engine client + accounting of engine failures, for one request."""
+    """The one owner of engine requests: admission (a fair slot in the model's pool),
+    routing with failover, the replicas' accounting, and the release at the end."""
 
     registry: ModelRegistry
     client: EngineClient
     metrics: Metrics | None = None
-    on_attempt: Callable[[Endpoint], None] | None = None  # e.g. to name the usage row's engine
+    pools: EnginePools | None = None  # None: no admission queue (tools, tests)
 
-    async def stream(
-        self,
-        entry: ModelEntry,
-        path: str,
-        payload: dict[str, Any],
-        request_id: str,
-        affinity_key: str | None = None,
-    ) -> Upstream:
-        """A primed stream; the endpoint's ``outstanding`` stays counted until the caller
-        finishes with it."""
+    @asynccontextmanager
+    async def stream(self, call: EngineCall) -> AsyncIterator[Upstream]:
+        """``async with upstreams.stream(call) as upstream:`` waits for a slot, opens a
+        primed stream (failing over while nothing reached the client), and on exit
+        releases or aborts it, reports a mid-stream failure and frees the slot."""
+        grant = await self._admit(call)
+        upstream: Upstream | None = None
+        try:
+            upstream = await self._with_failover(call, self._opener(call))
+            self.registry.record_success(upstream.endpoint)
+            if self.metrics is not None:
+                self.metrics.active_streams.inc()
+            yield upstream
+        finally:
+            if upstream is not None:
+                if self.metrics is not None:
+                    self.metrics.active_streams.dec()
+                if upstream.error is not None:
+                    self.failed(upstream.endpoint, upstream.error)  # never retried
+                await upstream.close()
+            self._release(call, grant)
 
-        async def attempt(endpoint: Endpoint) -> Upstream:
-            body = {**payload, "model": endpoint.upstream_model}
-            return await _open_primed(self.client, endpoint, path, body, request_id)
-
-        upstream = await self._with_failover(entry, affinity_key, attempt)
-        self.registry.record_success(upstream.endpoint)
-        return upstream
-
-    async def fetch(
-        self,
-        entry: ModelEntry,
-        path: str,
-        payload: dict[str, Any],
-        request_id: str,
-        affinity_key: str | None = None,
-    ) -> tuple[Endpoint, dict[str, Any]]:
+    async def fetch(self, call: EngineCall) -> dict[str, Any]:
         """A non-streamed answer: nothing reaches the client before it is complete, so
         every engine fault may be retried elsewhere."""
+        grant = await self._admit(call)
+        try:
 
-        async def attempt(endpoint: Endpoint) -> tuple[Endpoint, dict[str, Any]]:
-            body = {**payload, "model": endpoint.upstream_model}
-            return endpoint, await _fetch_once(self.client, endpoint, path, body, request_id)
+            async def attempt(endpoint: Endpoint) -> tuple[Endpoint, dict[str, Any]]:
+                body = {**call.payload, "model": endpoint.upstream_model}
+                data = await _fetch_once(self.client, endpoint, call.path, body, call.request_id)
+                return endpoint, data
 
-        endpoint, data = await self._with_failover(entry, affinity_key, attempt)
-        self.registry.record_success(endpoint)
-        return endpoint, data
+            endpoint, data = await self._with_failover(call, attempt)
+            self.registry.record_success(endpoint)
+            return data
+        finally:
+            self._release(call, grant)
 
     def failed(self, endpoint: Endpoint, exc: EngineError) -> None:
         """An engine-side failure (also mid-stream) counts against the replica."""
@@ -127,17 +167,33 @@ class Upstreams:
         if self.metrics is not None:
             self.metrics.engine_failures.labels(endpoint.name, exc.code).inc()
 
+    def _opener(self, call: EngineCall) -> Callable[[Endpoint], Awaitable[Upstream]]:
+        async def attempt(endpoint: Endpoint) -> Upstream:
+            body = {**call.payload, "model": endpoint.upstream_model}
+            return await _open_primed(self.client, endpoint, call.path, body, call.request_id)
+
+        return attempt
+
+    async def _admit(self, call: EngineCall) -> Grant | None:
+        if self.pools is None:
+            return None
+        self.registry.ensure_available(call.model)  # a dead pool answers now, not after a wait
+        grant = await self.pools.acquire(call.model, call.ticket)
+        call.queue_ms = round(grant.waited * 1000, 1)
+        return grant
+
+    def _release(self, call: EngineCall, grant: Grant | None) -> None:
+        if grant is not None and self.pools is not None:
+            self.pools.release(call.model.id, grant)
+
     async def _with_failover(
-        self,
-        entry: ModelEntry,
-        affinity_key: str | None,
-        attempt: Callable[[Endpoint], Awaitable[T]],
+        self, call: EngineCall, attempt: Callable[[Endpoint], Awaitable[T]]
     ) -> T:
-        tried: list[str] = []
+        entry, tried = call.model, call.tried
         last: EngineError | None = None
         for _ in range(max(1, min(len(entry.endpoints), MAX_ATTEMPTS))):
             try:
-                endpoint = self.registry.pick(entry, affinity_key, exclude=tried)
+                endpoint = self.registry.pick(entry, call.affinity_key, exclude=tried)
             except APIError:
                 if last is None:
                     raise
@@ -147,8 +203,7 @@ class Upstreams:
                 if self.metrics is not None:
                     self.metrics.engine_failovers.labels(entry.id).inc()
             tried.append(endpoint.name)
-            if self.on_attempt is not None:
-                self.on_attempt(endpoint)
+            call.engine = endpoint.name
             try:
                 return await attempt(endpoint)
             except EngineError as exc:

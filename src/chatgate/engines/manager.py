@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from chatgate.engines.embedded import EngineSetupError
 from chatgate.engines.endpoint import Endpoint, Timeouts
-from chatgate.engines.launch import LaunchError, plan_launch, supervisor_for
+from chatgate.engines.launch import LaunchError, plan_launch, profile_slots, supervisor_for
 from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile
 from chatgate.engines.registry import ModelEntry, ModelRegistry
-from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.engines.supervisor import EngineSupervisor, SupervisorStatus
 from chatgate.engines.switch import SwitchStatus
 from chatgate.errors import APIError
 from chatgate.settings import Settings
@@ -126,16 +126,43 @@ class EngineManager:
     def adopt(self, profile_id: str, supervisor: EngineSupervisor) -> None:
         """Take over an engine started for ``profile_id`` (e.g. the embedded one)."""
         entry = self._registry.get(profile_id)
-        profile = self.profiles.get(profile_id)
-        if entry is None or profile is None:
-            log.warning("cannot adopt engine %s: no such model profile in the registry", profile_id)
+        if entry is None:
+            log.warning("cannot adopt engine %s: no such model in the registry", profile_id)
             return
+        profile = self.profiles.get(profile_id)
         for endpoint in entry.endpoints:
             if endpoint.base_url == supervisor.base_url:
                 endpoint.kind = "managed"
+                if profile is not None:
+                    endpoint.capacity = profile_slots(profile, self._settings)
+        self._follow(profile_id, supervisor)
+        if profile is None:
+            log.warning("engine %s has no model profile: it cannot be switched", profile_id)
+            return
         entry.profile_id = profile_id
         self._engines[profile_id] = ManagedEngine(profile, supervisor)
         self.active_profile = profile_id
+
+    def _follow(self, profile_id: str, supervisor: EngineSupervisor) -> None:
+        """Keep the model's endpoint in step with its supervisor: a crash loop takes it
+        out of routing at once, with the diagnosis requests then fail with."""
+        loop = asyncio.get_running_loop()
+
+        def changed(status: SupervisorStatus) -> None:  # the supervisor's thread
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._apply, profile_id, status)
+
+        supervisor.add_listener(changed)
+        self._apply(profile_id, supervisor.status())
+
+    def _apply(self, profile_id: str, status: SupervisorStatus) -> None:
+        entry = self._registry.get(profile_id)
+        for endpoint in entry.endpoints if entry is not None else []:
+            if endpoint.base_url == status.base_url:
+                endpoint.failure = status.last_error if status.state == "failed" else None
+                endpoint.restarts = status.restarts
+                endpoint.wedged_restarts = status.wedged_restarts
 
     # ----- switching
 
@@ -236,8 +263,11 @@ class EngineManager:
         self._registry.remove(profile.id)
         defaults = Timeouts.from_settings(self._settings)
         entry = entry_for_profile(profile, supervisor.base_url, kind="managed", timeouts=defaults)
+        for endpoint in entry.endpoints:
+            endpoint.capacity = profile_slots(profile, self._settings)
         entry.enabled = self.is_enabled(profile.id)
         self._registry.add(entry)
+        self._follow(profile.id, supervisor)
 
     async def _activate(self, profile_id: str) -> None:
         self.active_profile = profile_id

@@ -1,16 +1,21 @@
 """Background checks of every engine endpoint: health (readmitting replicas whose
-circuit opened), the engines' own load from their ``/metrics``, and the gateway gauges
-that follow both."""
+circuit opened), a 1-token generation when an engine has answered nothing for a while
+(an engine may answer ``/health`` and still be unable to generate), the diagnosis of
+engines a supervisor gave up on, the engines' own load from their ``/metrics``, and the
+gateway gauges that follow them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from pathlib import Path
 
 from chatgate.engines.client import EngineClient
 from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.health import check_endpoint
+from chatgate.engines.health import check_endpoint, learn_capacity, probe_generation
+from chatgate.engines.process import state_file_for
 from chatgate.engines.registry import ModelRegistry
 from chatgate.engines.scrape import scrape_metrics
 from chatgate.observability.metrics import Metrics
@@ -28,11 +33,16 @@ class EngineMonitor:
         registry: ModelRegistry,
         metrics: Metrics,
         interval: float = CHECK_INTERVAL,
+        *,
+        probe_interval: float = 60.0,
+        run_dir: Path | None = None,
     ) -> None:
         self._client = client
         self._registry = registry
         self._metrics = metrics
         self._interval = interval
+        self._probe_interval = probe_interval
+        self._run_dir = run_dir  # supervisors' state files (other processes' engines)
         self._task: asyncio.Task[None] | None = None
 
     async def check_all(self) -> None:
@@ -42,8 +52,14 @@ class EngineMonitor:
             self._export(endpoint)
 
     async def _check(self, endpoint: Endpoint) -> None:
-        healthy = await check_endpoint(self._client, endpoint)
-        if not healthy:
+        self._read_supervisor_state(endpoint)
+        reachable = await check_endpoint(self._client, endpoint)
+        if reachable and endpoint.kind != "managed":  # managed: its supervisor probes it
+            await self._maybe_generate(endpoint)
+            if endpoint.capacity is None and not endpoint.scrape.props_tried:
+                endpoint.scrape.props_tried = True  # asked once: engines rarely change it
+                endpoint.capacity = await learn_capacity(self._client, endpoint)
+        if not endpoint.healthy:
             endpoint.metrics = None  # a dead engine's last numbers would mislead routing
             return
         now = self._registry.clock()
@@ -60,6 +76,33 @@ class EngineMonitor:
         else:
             endpoint.scrape.hit()
 
+    async def _maybe_generate(self, endpoint: Endpoint) -> bool:
+        """One token, when nothing proved the engine can generate within the interval."""
+        now = self._registry.clock()
+        last = max(endpoint.last_success or -1e18, endpoint.last_probe or -1e18)
+        if now - last < self._probe_interval and endpoint.probe_error is None:
+            return True
+        endpoint.last_probe = now
+        endpoint.probe_error = await probe_generation(self._client, endpoint)
+        if endpoint.probe_error is not None:
+            log.warning("engine %s cannot generate: %s", endpoint.name, endpoint.probe_error)
+        endpoint.healthy = endpoint.probe_error is None
+        endpoint.last_error = endpoint.probe_error
+        return endpoint.healthy
+
+    def _read_supervisor_state(self, endpoint: Endpoint) -> None:
+        """A supervisor in another process (a multi-worker ``serve``) that gave up on this
+        engine says why in its state file."""
+        if self._run_dir is None or endpoint.kind == "managed":
+            return
+        try:
+            data = json.loads(state_file_for(self._run_dir, endpoint.upstream_model).read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("base_url") == endpoint.base_url:
+            failed = data.get("state") == "failed"
+            endpoint.failure = str(data.get("last_error") or "failed") if failed else None
+
     def _export(self, endpoint: Endpoint) -> None:
         name = endpoint.name
         m = self._metrics
@@ -67,6 +110,11 @@ class EngineMonitor:
         state = endpoint.breaker.state(self._registry.clock())
         m.engine_circuit_state.labels(name).set(_CIRCUIT_VALUES[state])
         m.engine_outstanding.labels(name).set(endpoint.outstanding)
+        m.engine_failed.labels(name).set(1 if endpoint.failure else 0)
+        if endpoint.kind == "managed":
+            wedged = endpoint.wedged_restarts
+            m.engine_supervisor_restarts.labels(name, "wedged").set(wedged)
+            m.engine_supervisor_restarts.labels(name, "crash").set(endpoint.restarts - wedged)
         scraped = endpoint.metrics
         if scraped is None:
             # Absent, not zero: "unknown" must not read as an idle engine on dashboards.

@@ -144,7 +144,11 @@ class ModelRegistry:
         (a replica only the probe doubts is still better than refusing the request)."""
         now = self.clock()
         skip = set(exclude)
-        allowed = [ep for ep in entry.endpoints if ep.name not in skip and ep.breaker.allows(now)]
+        allowed = [
+            ep
+            for ep in entry.endpoints
+            if ep.name not in skip and ep.failure is None and ep.breaker.allows(now)
+        ]
         return [ep for ep in allowed if ep.healthy] or allowed
 
     def ensure_available(self, entry: ModelEntry) -> None:
@@ -174,6 +178,7 @@ class ModelRegistry:
         endpoint.breaker.succeeded()
         endpoint.healthy = True
         endpoint.last_error = None
+        endpoint.last_success = self.clock()
 
     def record_failure(self, endpoint: Endpoint, error: str) -> None:
         """Passive health: an engine-side failure (never a client's 4xx)."""
@@ -187,6 +192,10 @@ class ModelRegistry:
 def _unavailable(entry: ModelEntry, policy: CircuitPolicy) -> APIError:
     if not entry.endpoints:
         return APIError(503, f"No engine serves '{entry.id}'", "engine_unavailable")
+    failed = [ep.failure for ep in entry.endpoints if ep.failure]
+    if len(failed) == len(entry.endpoints):
+        # Not a blip to retry: an administrator has to act (the reason says what happened).
+        return APIError(503, failure_sentence(entry.id, failed[0]), "engine_failed")
     return APIError(
         503,
         f"No engine for '{entry.id}' is available right now (all {len(entry.endpoints)}"
@@ -194,3 +203,10 @@ def _unavailable(entry: ModelEntry, policy: CircuitPolicy) -> APIError:
         "engine_unavailable",
         headers={"Retry-After": str(max(1, round(policy.open_seconds)))},
     )
+
+
+def failure_sentence(model_id: str, failure: str) -> str:
+    """The first sentence of a supervisor's diagnosis, for users."""
+    first = failure.split("\n", 1)[0]
+    end = first.find(". ")
+    return f"The engine for '{model_id}' has failed: {first[: end + 1] if end > 0 else first}"

@@ -53,6 +53,7 @@ class ScrapeState:
 
     misses: int = 0
     next_at: float = 0.0  # monotonic time of the next attempt
+    props_tried: bool = False  # asked llama-server's /props for its slots
 
     def due(self, now: float) -> bool:
         return now >= self.next_at

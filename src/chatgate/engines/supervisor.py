@@ -25,10 +25,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from chatgate.engines.liveness import (
+    Backoff,
+    CrashWindow,
+    Liveness,
+    LivenessWatch,
+    crash_loop_message,
+)
 from chatgate.engines.process import (
     describe_exit,
     log_file_for,
@@ -51,7 +59,9 @@ PROBE_TIMEOUT_S = 1.0
 PROGRESS_EVERY_S = 5.0
 MAX_ERROR_CHARS = 1200
 _WAITING_STATES = frozenset({"starting", "restarting"})
-_STATUS_FIELDS = frozenset({"state", "pid", "restarts", "last_error", "started_at"})
+_STATUS_FIELDS = frozenset(
+    {"state", "pid", "restarts", "last_error", "started_at", "wedged_restarts"}
+)
 _VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -67,23 +77,7 @@ class SupervisorStatus:
     restarts: int
     last_error: str | None
     started_at: float | None
-
-
-class _Backoff:
-    """Delay before the next restart: doubles up to a maximum, resettable."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
+    wedged_restarts: int = 0
 
 
 @dataclass
@@ -94,6 +88,7 @@ class _RunOutcome:
     reached_ready: bool = False
     ready_seconds: float = 0.0
     fatal: bool = False  # retrying cannot help
+    returncode: int | None = None  # it exited by itself (None: killed by us, or never ran)
 
 
 class EngineSupervisor:
@@ -120,6 +115,7 @@ class EngineSupervisor:
         env: dict[str, str] | None = None,
         max_quick_failures: int = 10,
         stable_after: float = 60.0,
+        liveness: Liveness | None = None,
     ) -> None:
         if not _VALID_NAME.match(name):
             raise ValueError(f"engine name must match {_VALID_NAME.pattern}, got {name!r}")
@@ -129,7 +125,10 @@ class EngineSupervisor:
         self._command = command
         self._ready_url = f"http://{self._url_host}:{self.port}/{ready_path.lstrip('/')}"
         self._ready_timeout = ready_timeout
-        self._backoff = _Backoff(backoff_initial, backoff_max)
+        self._backoff = Backoff(backoff_initial, backoff_max)
+        self._liveness = liveness or Liveness()
+        self._crashes = CrashWindow(self._liveness.crash_limit, self._liveness.crash_window)
+        self._listeners: list[Callable[[SupervisorStatus], None]] = []
         self._extra_env = dict(env or {})
         self._max_quick_failures = max_quick_failures
         self._stable_after = stable_after
@@ -144,6 +143,7 @@ class EngineSupervisor:
         self._restarts = 0
         self._last_error: str | None = None
         self._started_at: float | None = None
+        self._wedged_restarts = 0
         self._stop_requested = threading.Event()
         self._stop_timeout = 10.0
         self._thread: threading.Thread | None = None
@@ -223,7 +223,12 @@ class EngineSupervisor:
                 restarts=self._restarts,
                 last_error=self._last_error,
                 started_at=self._started_at,
+                wedged_restarts=self._wedged_restarts,
             )
+
+    def add_listener(self, listener: Callable[[SupervisorStatus], None]) -> None:
+        """Call ``listener(status)`` after every change (from the supervisor's thread)."""
+        self._listeners.append(listener)
 
     # ----- state
 
@@ -250,6 +255,13 @@ class EngineSupervisor:
                 setattr(self, f"_{key}", value)
             self._write_state_file()
             self._changed.notify_all()
+        if self._listeners:
+            status = self.status()
+            for listener in self._listeners:
+                try:
+                    listener(status)
+                except Exception:  # a listener must not break supervision
+                    log.exception("engine %s: status listener failed", self.name)
 
     def _write_state_file(self) -> None:
         if self.state_file is None:
@@ -264,6 +276,7 @@ class EngineSupervisor:
             "last_error": self._last_error,
             "updated_at": time.time(),
             "started_at": self._started_at,
+            "wedged_restarts": self._wedged_restarts,
             "log_file": str(self.log_file) if self.log_file else None,
         }
         try:
@@ -288,8 +301,10 @@ class EngineSupervisor:
             if outcome.error is None:
                 return
             if outcome.fatal:
-                log.error("engine %s: %s", self.name, outcome.error)
-                self._update(state="failed", pid=None, last_error=outcome.error)
+                self._fail(outcome.error)
+                return
+            if outcome.returncode is not None and self._crashes.record():
+                self._fail(self._crash_loop(outcome))
                 return
             if outcome.reached_ready:
                 quick_failures = 0
@@ -298,9 +313,7 @@ class EngineSupervisor:
             else:
                 quick_failures += 1
             if quick_failures >= self._max_quick_failures:
-                message = f"gave up after {quick_failures} failed starts; last: {outcome.error}"
-                log.error("engine %s: %s", self.name, message)
-                self._update(state="failed", pid=None, last_error=message)
+                self._fail(f"gave up after {quick_failures} failed starts; last: {outcome.error}")
                 return
             delay = self._backoff.next_delay()
             log.warning("engine %s: %s; restarting in %.1fs", self.name, outcome.error, delay)
@@ -308,6 +321,25 @@ class EngineSupervisor:
             if self._stop_requested.wait(delay):
                 return
             self._update(restarts=self._restarts + 1)
+
+    def _fail(self, reason: str) -> None:
+        log.error("engine %s failed: %s", self.name, reason)
+        self._update(state="failed", pid=None, last_error=reason)
+
+    def _crash_loop(self, outcome: _RunOutcome) -> str:
+        assert outcome.returncode is not None
+        hint = self._liveness.hint(outcome.returncode) if self._liveness.hint else None
+        message = crash_loop_message(
+            self.name,
+            len(self._crashes),
+            self._liveness.crash_window,
+            describe_exit(outcome.returncode),
+            hint,
+        )
+        tail = read_log_tail(self.log_file) if self.log_file else ""
+        if tail:
+            message += "\nLast log lines:\n" + tail[-(MAX_ERROR_CHARS - len(message)) :]
+        return message
 
     def _run_once(self) -> _RunOutcome:
         """Start one engine process and follow it until it ends or stop() is called."""
@@ -348,22 +380,55 @@ class EngineSupervisor:
 
     def _follow(self, process: subprocess.Popen[bytes]) -> _RunOutcome:
         deadline = time.monotonic() + self._ready_timeout
-        ready_at: float | None = None
-        while True:
-            returncode = process.poll()
-            if self._stop_requested.is_set():
-                return _RunOutcome(error=None)
-            if returncode is not None:
-                ran = time.monotonic() - ready_at if ready_at is not None else 0.0
-                return _RunOutcome(self._exit_error(returncode), ready_at is not None, ran)
-            if ready_at is None:
-                if self._probe():
-                    ready_at = time.monotonic()
-                    log.info("engine %s ready at %s, pid %d", self.name, self.base_url, process.pid)
-                    self._update(state="ready")
-                elif time.monotonic() >= deadline:
-                    return _RunOutcome(f"not ready within {self._ready_timeout:g}s")
-            self._stop_requested.wait(POLL_INTERVAL_S)
+        watch: LivenessWatch | None = None  # set once ready
+        probes = ThreadPoolExecutor(1, thread_name_prefix=f"probe-{self.name}")
+        try:
+            while True:
+                returncode = process.poll()
+                if self._stop_requested.is_set():
+                    return _RunOutcome(error=None)
+                if returncode is not None:
+                    ran = watch.age() if watch is not None else 0.0
+                    error = self._exit_error(returncode)
+                    return _RunOutcome(error, watch is not None, ran, returncode=returncode)
+                if watch is None:
+                    if self._is_ready():
+                        watch = LivenessWatch(self._liveness)
+                        log.info("engine %s ready at %s, pid %d (a 1-token generation worked)",
+                                 self.name, self.base_url, process.pid)  # fmt: skip
+                        self._update(state="ready")
+                    elif time.monotonic() >= deadline:
+                        return _RunOutcome(f"not ready within {self._ready_timeout:g}s")
+                elif (wedged := watch.check(probes, self._generate)) is not None:
+                    return self._restart_wedged(wedged)
+                self._stop_requested.wait(POLL_INTERVAL_S)
+        finally:
+            # A hanging probe ends when the engine is reaped; nobody waits for it here.
+            probes.shutdown(wait=False, cancel_futures=True)
+
+    def _restart_wedged(self, reason: str) -> _RunOutcome:
+        log.error("engine %s is wedged (%s): restarting it", self.name, reason)
+        self._update(wedged_restarts=self._wedged_restarts + 1)
+        return _RunOutcome(f"restarted: {reason}", reached_ready=True)
+
+    def _is_ready(self) -> bool:
+        probe = self._liveness.probe
+        if probe is None:
+            return self._probe()
+        root = self.base_url.removesuffix("/v1")
+        if not probe.healthy(root, PROBE_TIMEOUT_S):
+            return False
+        # Up is not enough: an engine whose kernels crash answers /health until it
+        # generates. The first token proves it (and a crash shows up as the exit).
+        error = probe.generate(root, self._liveness.ready_probe_timeout)
+        if error is not None:
+            log.info("engine %s not ready yet: %s", self.name, error)
+        return error is None
+
+    def _generate(self) -> str | None:
+        probe = self._liveness.probe
+        assert probe is not None
+        return probe.generate(self.base_url.removesuffix("/v1"), self._liveness.wedged_seconds)
 
     def _probe(self) -> bool:
         try:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from chatgate import __version__
 from chatgate.deps import StateDep, identify, is_loopback
 from chatgate.engines.health import check_endpoint
+from chatgate.engines.registry import failure_sentence
 from chatgate.errors import APIError
 from chatgate.state import AppState
 
@@ -66,10 +67,22 @@ async def _check_engines(state: AppState) -> dict[str, Any]:
     )
     for model in models:
         endpoints = [
-            {"name": ep.name, "url": ep.root_url, "healthy": ep.healthy, "error": ep.last_error}
+            {
+                "name": ep.name,
+                "url": ep.root_url,
+                "healthy": ep.healthy and ep.failure is None,
+                "error": ep.failure or ep.last_error,
+                "failed": ep.failure is not None,
+            }
             for ep in model.endpoints
         ]
-        result[model.id] = {"ok": any(ep.healthy for ep in model.endpoints), "endpoints": endpoints}
+        result[model.id] = {
+            "ok": any(ep["healthy"] for ep in endpoints),
+            "endpoints": endpoints,
+        }
+        failures = [ep.failure for ep in model.endpoints if ep.failure]
+        if failures:
+            result[model.id]["reason"] = failure_sentence(model.id, failures[0])
     return result
 
 
@@ -113,7 +126,10 @@ def _verdicts_only(checks: dict[str, Any]) -> dict[str, Any]:
             redacted[name] = {
                 model: {
                     "ok": result["ok"],
-                    "endpoints": [{"healthy": ep["healthy"]} for ep in result["endpoints"]],
+                    "endpoints": [
+                        {"healthy": ep["healthy"], "failed": ep["failed"]}
+                        for ep in result["endpoints"]
+                    ],
                 }
                 for model, result in check.items()
             }

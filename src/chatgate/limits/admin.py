@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chatgate.auth.cache import invalidate_key, invalidate_user
 from chatgate.db.models import ApiKey, RoleLimits, User
 from chatgate.errors import APIError, not_found
-from chatgate.limits.policy import LIMIT_FIELDS, LimitPolicy
+from chatgate.limits.policy import POLICY_FIELDS, LimitPolicy
 
 ROLES = ("user", "admin")
 
 
 def merged(current: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(changes) - set(LIMIT_FIELDS)
+    unknown = set(changes) - set(POLICY_FIELDS)
     if unknown:
         raise APIError(400, f"Unknown limit(s): {', '.join(sorted(unknown))}", "invalid_limits")
     result = {**(current or {}), **changes}

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chatgate.auth.identity import Identity
 from chatgate.db.models import RequestLog, RoleLimits
 from chatgate.errors import APIError
-from chatgate.limits.policy import DEFAULT_ROLE_LIMITS, LimitPolicy
+from chatgate.limits.policy import DEFAULT_ROLE_LIMITS, LimitPolicy, QueuePriority
 from chatgate.limits.store import LimitStore, Slot
 from chatgate.observability.metrics import Metrics
 
@@ -140,6 +140,15 @@ class RateLimiter:
                 )
             )
         return found
+
+    async def scheduling(self, identity: Identity) -> tuple[float, QueuePriority | None]:
+        """The request's share of a busy engine and its queue class: the key's setting,
+        else the user's, else the role's (weight 1, no class: the route decides)."""
+        weight, priority = 1.0, None
+        for subject in await self.subjects(identity):  # the user's, then the key's
+            weight = subject.policy.queue_weight or weight
+            priority = subject.policy.queue_priority or priority
+        return weight, priority
 
     async def admit(self, identity: Identity) -> Admission:
         """Pass every limit or raise 429; the caller releases the admission when done."""

@@ -125,6 +125,45 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # The gateway's admission queues (one per model's engine pool).
+        self.queue_depth = Gauge(
+            "chatgate_queue_depth",
+            "Requests waiting in the gateway for a slot of the model's engines",
+            ["model", "priority"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "chatgate_queue_wait_seconds",
+            "Time requests waited in the gateway's queue for an engine slot",
+            ["model", "priority"],
+            buckets=(0.005, 0.05, 0.25, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.queue_rejections = Counter(
+            "chatgate_queue_rejections_total",
+            "Requests refused by the admission queue (queue_full, timeout)",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.pool_slots = Gauge(
+            "chatgate_engine_pool_slots",
+            "Slots of a model's engine pool: capacity, and busy (held by requests)",
+            ["model", "state"],
+            registry=r,
+        )
+        self.engine_supervisor_restarts = Gauge(
+            "chatgate_engine_supervisor_restarts",
+            "Restarts of a supervised engine since chatgate started it, by reason"
+            " (crash: it exited; wedged: it produced no token for too long)",
+            ["engine", "reason"],
+            registry=r,
+        )
+        self.engine_failed = Gauge(
+            "chatgate_engine_failed",
+            "1 while a supervised engine is failed (a crash loop; not restarted any more)",
+            ["engine"],
+            registry=r,
+        )
         self.engine_circuit_state = Gauge(
             "chatgate_engine_circuit_state",
             "Circuit breaker of an engine endpoint: 0 closed, 1 half-open, 2 open",

@@ -16,6 +16,8 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
+from chatgate.engines.client import EngineError
+from chatgate.engines.pool import Ticket
 from chatgate.engines.stream import StreamStats
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
@@ -82,6 +84,8 @@ class RelayEndpoint:
             payload = service.validate_body(body, self.route, state)
             call = service.plan(state, identity, request_id, self.route, payload)
             call.admission = await state.limits.admit(identity)
+            weight, priority = await state.limits.scheduling(identity)
+            call.engine.ticket = Ticket(call.engine.ticket.tenant, priority or "api", weight)
         except APIError as exc:
             # Refused before the engine was called: still one usage row per request.
             row = service.rejected_row(identity, request_id, self.route, body, exc)
@@ -101,24 +105,28 @@ async def _complete(call: service.RelayCall, send: Send) -> None:
 
 async def _stream(call: service.RelayCall, send: Send) -> None:
     stats = StreamStats(on_gap=call.state.metrics.token_gap_observer(call.model.id))
+    started = False
     try:
-        upstream = await service.open_upstream(call, stats)
-    except APIError as exc:
-        await _send_error(send, exc)
-        return
+        async with call.state.upstreams.stream(call.engine) as upstream:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": _SSE_START_HEADERS})  # fmt: skip
+            started = True
+            chunks = service.relay_stream(call, upstream, stats)
+            try:
+                async for chunk in chunks:
+                    last = isinstance(chunk, service.FinalChunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            finally:
+                # A client that left mid-stream: closing the relay queues the cancelled
+                # usage row; leaving the block aborts the engine's generation.
+                await chunks.aclose()
+    except (EngineError, APIError) as exc:
+        if started:
+            raise  # the relay turned engine errors into events: this is a bug, let it show
+        await _send_error(send, await service.refused(call, stats, exc))
     except asyncio.CancelledError:  # the client left (or the server is stopping)
         service.record_cancelled(call, stats)
         raise
-    await send({"type": "http.response.start", "status": 200, "headers": _SSE_START_HEADERS})
-    chunks = service.relay_stream(call, upstream, stats)
-    try:
-        async for chunk in chunks:
-            last = isinstance(chunk, service.FinalChunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-    finally:
-        # A client that left mid-stream: closing the relay aborts the engine's generation
-        # and queues the cancelled usage row.
-        await chunks.aclose()
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -142,4 +150,3 @@ def _header(scope: Scope, name: bytes) -> str:
 async def _send_error(send: Send, exc: APIError) -> None:
     headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
     await send_json(send, exc.status_code, exc.body(), headers)
-

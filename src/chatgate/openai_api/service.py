@@ -16,16 +16,19 @@ from typing import Any
 import orjson
 
 from chatgate.auth.identity import Identity
+from chatgate.chat.service import default_max_tokens
 from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.failover import Upstream, Upstreams
+from chatgate.engines.failover import EngineCall, Upstream
+from chatgate.engines.pool import Ticket
 from chatgate.engines.registry import ModelEntry
 from chatgate.engines.routing import v1_affinity_key
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
+from chatgate.limits.caps import check_prompt_caps
 from chatgate.limits.service import Admission
+from chatgate.settings import Settings
 from chatgate.state import AppState
-from chatgate.usage.record import UsageRecord
+from chatgate.usage.record import UsageRecord, usage_row
 
 log = logging.getLogger("chatgate.v1")
 
@@ -40,26 +43,29 @@ class FinalChunk(bytes):
 
 @dataclass
 class RelayCall:
+    """One /v1 request: its engine call plus what the route adds (the client's dialect,
+    its limits, its one usage row)."""
+
     state: AppState
     identity: Identity
-    request_id: str
     route: str  # "v1.chat" | "v1.completions"
-    path: str  # "/chat/completions" | "/completions"
-    model: ModelEntry
-    payload: dict[str, Any]  # without "model": each replica gets its own engine name
+    engine: EngineCall
     client_wants_usage: bool
     prompt_estimate: int
-    affinity_key: str | None = None
-    engine: str | None = None  # the replica tried last: the one that served, in the end
     accounted: bool = False  # its one usage row was handed to the writer
     admission: Admission | None = None  # limits held until its usage row is recorded
 
-    def upstreams(self) -> Upstreams:
-        def attempted(endpoint: Endpoint) -> None:
-            self.engine = endpoint.name
+    @property
+    def model(self) -> ModelEntry:
+        return self.engine.model
 
-        state = self.state
-        return Upstreams(state.registry, state.engines, state.metrics, on_attempt=attempted)
+    @property
+    def request_id(self) -> str:
+        return self.engine.request_id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.engine.payload
 
 
 def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
@@ -78,17 +84,11 @@ def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
             raise APIError(
                 400, "every message needs a 'role'", "invalid_messages", param="messages"
             )
-        if len(messages) > settings.max_messages:
-            raise APIError(
-                400,
-                f"At most {settings.max_messages} messages are allowed",
-                "too_many_messages",
-                param="messages",
-            )
+        check_prompt_caps(messages, settings)
     elif not isinstance(body.get("prompt"), str | list):
         raise APIError(400, "'prompt' is required", "invalid_prompt", param="prompt")
-    if len(orjson.dumps(body.get("messages") or body.get("prompt"))) > settings.max_prompt_chars:
-        raise APIError(400, "The prompt is too long", "prompt_too_long")
+    else:
+        check_prompt_caps([{"content": body["prompt"]}], settings)
     for name in ("max_tokens", "max_completion_tokens"):
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -109,6 +109,7 @@ def plan(
     model = state.registry.resolve(body["model"])
     state.registry.ensure_available(model)  # refused before any limit is charged
     payload = {k: v for k, v in body.items() if k not in _GATEWAY_OWNED}
+    _bound_answer(payload, route, model, state.settings)
     options = payload.get("stream_options")
     wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     if payload.get("stream"):
@@ -117,18 +118,42 @@ def plan(
             "include_usage": True,
         }
     prompt = body.get("messages") if route == "v1.chat" else [{"content": body.get("prompt")}]
+    engine = EngineCall(
+        model,
+        "/chat/completions" if route == "v1.chat" else "/completions",
+        payload,
+        request_id,
+        Ticket(f"user:{identity.user_id}", "api"),
+        v1_affinity_key(body),
+    )
     return RelayCall(
         state=state,
         identity=identity,
-        request_id=request_id,
         route=route,
-        path="/chat/completions" if route == "v1.chat" else "/completions",
-        model=model,
-        payload=payload,
+        engine=engine,
         client_wants_usage=wants_usage,
         prompt_estimate=estimate_prompt_tokens(prompt or []),
-        affinity_key=v1_affinity_key(body),
     )
+
+
+# OpenAI's default for the legacy completions API (vLLM's too); llama.cpp's is "no limit".
+LEGACY_COMPLETIONS_MAX_TOKENS = 16
+
+
+def _bound_answer(
+    payload: dict[str, Any], route: str, model: ModelEntry, settings: Settings
+) -> None:
+    """Every request gets a length limit the engine understands: ``max_completion_tokens``
+    (what newer clients, LangChain among them, send) becomes ``max_tokens`` (all engines
+    read it; llama.cpp reads nothing else), and a request with neither gets the model's
+    default, so no client can keep an engine generating without end."""
+    if payload.get("max_tokens") is None:
+        if payload.get("max_completion_tokens") is not None:
+            payload["max_tokens"] = payload["max_completion_tokens"]
+        elif route == "v1.completions":
+            payload["max_tokens"] = LEGACY_COMPLETIONS_MAX_TOKENS
+        else:
+            payload["max_tokens"] = default_max_tokens(model, settings)
 
 
 def rejected_row(
@@ -148,55 +173,37 @@ def rejected_row(
     )
 
 
-def usage_row(
+def row(
     call: RelayCall, stats: StreamStats, status: str, code: int, error: str | None = None
 ) -> UsageRecord:
-    return UsageRecord(
-        request_id=call.request_id,
-        route=call.route,
+    return usage_row(
+        call.engine,
+        call.identity,
+        call.route,
+        stats,
         status=status,
         status_code=code,
-        user_id=call.identity.user_id,
-        api_key_id=call.identity.api_key_id,
-        model=call.model.id,
-        engine=call.engine,
-        prompt_tokens=stats.input_tokens(call.prompt_estimate),
-        completion_tokens=stats.output_tokens(),
-        ttft_ms=stats.ttft_ms,
-        latency_ms=stats.latency_ms(),
-        finish_reason=stats.finish_reason,
         error=error,
+        prompt_estimate=call.prompt_estimate,
     )
 
 
-async def open_upstream(call: RelayCall, stats: StreamStats) -> Upstream:
-    """Open the engine stream (failing over while nothing was sent); failures before any
-    byte are accounted and re-raised."""
-    try:
-        return await call.upstreams().stream(
-            call.model, call.path, call.payload, call.request_id, call.affinity_key
-        )
-    except EngineError as exc:
-        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
-        raise APIError(exc.status_code, exc.message, exc.code) from exc
-    except APIError as exc:  # no replica left that could take it
-        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
-        raise
+async def refused(call: RelayCall, stats: StreamStats, exc: EngineError | APIError) -> APIError:
+    """Account a request no engine answered (all replicas failed, or none could take it)
+    and say so to the client."""
+    await _record(call, row(call, stats, "error", exc.status_code, exc.message))
+    if isinstance(exc, EngineError):
+        return APIError(exc.status_code, exc.message, exc.code)
+    return exc
 
 
 async def complete(call: RelayCall) -> dict[str, Any]:
     """A non-streamed answer; cancelled (the client left), the engine request is aborted."""
     stats = StreamStats()
     try:
-        _endpoint, data = await call.upstreams().fetch(
-            call.model, call.path, call.payload, call.request_id, call.affinity_key
-        )
-    except EngineError as exc:
-        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
-        raise APIError(exc.status_code, exc.message, exc.code) from exc
-    except APIError as exc:
-        await _record(call, usage_row(call, stats, "error", exc.status_code, exc.message))
-        raise
+        data = await call.state.upstreams.fetch(call.engine)
+    except (EngineError, APIError) as exc:
+        raise await refused(call, stats, exc) from exc
     except asyncio.CancelledError:
         record_cancelled(call, stats)
         raise
@@ -207,7 +214,7 @@ async def complete(call: RelayCall) -> dict[str, Any]:
         # No usage from the engine: estimate from the answer rather than count zero.
         stats.completion_tokens = estimate_text_tokens(_answer_text(choices))
     data["model"] = call.model.id
-    await _record(call, usage_row(call, stats, "ok", 200))
+    await _record(call, row(call, stats, "ok", 200))
     return data
 
 
@@ -220,14 +227,13 @@ async def relay_stream(
     Only content is yielded while the outcome is open; the error event (if any) comes
     after the row was handed to the writer, so a client that leaves at any point cannot
     make the row go missing. From here on nothing is retried: the client has content.
+    The stream's owner (``Upstreams.stream``) releases or aborts the engine request.
     """
     status, code = "cancelled", 499
     error: str | None = "client disconnected"
     error_event: bytes | None = None
-    call.state.metrics.active_streams.inc()
-    batches = upstream.batches()
     try:
-        async for batch in batches:
+        async for batch in upstream.batches():
             # One write per network read of the engine, not one per event.
             out = b"".join([piece for line in batch if (piece := _translate(call, line, stats))])
             if out:
@@ -240,32 +246,24 @@ async def relay_stream(
     except EngineError as exc:
         status, code, error = "error", exc.status_code, exc.message
         error_event = _error_event(exc.message, exc.code)
-        call.upstreams().failed(upstream.endpoint, exc)
     except Exception as exc:
         status, code, error = "error", 500, f"internal error ({type(exc).__name__})"
         raise
     finally:
-        if status == "ok":
-            upstream.response.release()
-        else:
-            upstream.response.close()  # closing the connection aborts the engine's generation
-        upstream.endpoint.outstanding -= 1
-        call.state.metrics.active_streams.dec()
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
-            _record_nowait(call, usage_row(call, stats, status, code, error))
-        await batches.aclose()  # last: the bookkeeping above must not wait on it
-    row = usage_row(call, stats, status, code, error)
-    await _record(call, row)
+            _record_nowait(call, row(call, stats, status, code, error))
+    final = row(call, stats, status, code, error)
+    await _record(call, final)
     tail = [error_event or b""]
     if call.client_wants_usage and stats.prompt_tokens is None and status == "ok":
-        tail.append(_usage_event(call, row))  # the engine sent none (llama.cpp): our count
+        tail.append(_usage_event(call, final))  # the engine sent none: our count
     yield FinalChunk(b"".join([*tail, DONE_LINE, b"\n\n"]))
 
 
 def record_cancelled(call: RelayCall, stats: StreamStats) -> None:
     """Account a request whose client left (unless its row is already on its way)."""
-    _record_nowait(call, usage_row(call, stats, "cancelled", 499, "client disconnected"))
+    _record_nowait(call, row(call, stats, "cancelled", 499, "client disconnected"))
 
 
 async def _record(call: RelayCall, row: UsageRecord) -> None:

@@ -56,6 +56,7 @@ FIELDS = (
     "total_tokens",
     "ttft_ms",
     "latency_ms",
+    "queue_ms",
     "error",
 )
 
@@ -138,6 +139,7 @@ class UsageEntry:
     completion_tokens: int
     ttft_ms: float | None
     latency_ms: float
+    queue_ms: float | None
     error: str | None
 
     @property
@@ -167,6 +169,7 @@ _ROW_COLUMNS = (
     RequestLog.completion_tokens,
     RequestLog.ttft_ms,
     RequestLog.latency_ms,
+    RequestLog.queue_ms,
     RequestLog.error,
 )
 
@@ -176,8 +179,10 @@ AnySelect = Select[*tuple[Any, ...]]
 
 def _select_joined(*columns: Any) -> AnySelect:
     """``columns`` from usage rows with their user and API key (either may be gone)."""
-    return select(*columns).outerjoin(User, User.id == RequestLog.user_id).outerjoin(
-        ApiKey, ApiKey.id == RequestLog.api_key_id
+    return (
+        select(*columns)
+        .outerjoin(User, User.id == RequestLog.user_id)
+        .outerjoin(ApiKey, ApiKey.id == RequestLog.api_key_id)
     )
 
 
@@ -319,11 +324,7 @@ def _group_key(group_by: GroupBy, values: Sequence[Any]) -> tuple[str | int | No
 async def summarize(db: AsyncSession, flt: UsageFilter, group_by: GroupBy) -> list[UsageGroup]:
     """Aggregates per group in one query: days ascending, otherwise most requests first."""
     groups = _group_columns(group_by, db.get_bind().dialect.name)
-    stmt = (
-        _select_joined(*groups, *_aggregate_columns())
-        .where(*_conditions(flt))
-        .group_by(*groups)
-    )
+    stmt = _select_joined(*groups, *_aggregate_columns()).where(*_conditions(flt)).group_by(*groups)
     result = await db.execute(stmt)
     out: list[UsageGroup] = []
     for row in result:

@@ -37,9 +37,7 @@ def usage_filter(
         datetime | None, Query(description="Exclusive; ISO 8601, UTC when no zone is given")
     ] = None,
     user_id: Annotated[int | None, Query(description="Administrators only")] = None,
-    username: Annotated[
-        str | None, Query(max_length=64, description="Administrators only")
-    ] = None,
+    username: Annotated[str | None, Query(max_length=64, description="Administrators only")] = None,
 ) -> UsageFilter:
     return UsageFilter(
         user_id=user_id,

@@ -30,6 +30,9 @@ class UsageRowOut(BaseModel):
     total_tokens: int
     ttft_ms: float | None
     latency_ms: float
+    queue_ms: float | None = Field(
+        default=None, description="Time waiting in the gateway's queue for an engine slot"
+    )
     error: str | None
 
     @classmethod

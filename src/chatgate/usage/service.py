@@ -153,4 +153,3 @@ class UsageWriter:
             await session.commit()
         if self._metrics is not None:
             self._metrics.db_latency.labels("usage_commit").observe(time.perf_counter() - started)
-

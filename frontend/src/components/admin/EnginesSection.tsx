@@ -1,4 +1,4 @@
-import { type EngineInfo } from '../../api'
+import { type EngineInfo, type PoolInfo } from '../../api'
 import { useT } from '../../i18n'
 import { type Tone } from '../../lib/admin'
 import { Badge, MUTED, Fact } from './parts'
@@ -18,7 +18,46 @@ function metric(value: number | null | undefined): string {
   return value === null || value === undefined || !Number.isFinite(value) ? '–' : String(Math.round(value))
 }
 
-export function EnginesSection({ engines, error }: { engines: EngineInfo[] | null; error: string | null }) {
+const PRIORITIES = ['interactive', 'api', 'batch'] as const
+
+/** Per model: slots busy of capacity, and who waits in the gateway's fair queue. */
+function PoolsList({ pools }: { pools: PoolInfo[] }) {
+  const t = useT()
+  if (pools.length === 0) return null
+  return (
+    <ul className="mb-3 space-y-1" aria-label={t('engines.pools')}>
+      {pools.map((pool) => {
+        const classes = PRIORITIES.filter((priority) => (pool.waiting_by_priority[priority] ?? 0) > 0)
+          .map((priority) => `${t(`engines.priority.${priority}`)} ${pool.waiting_by_priority[priority]}`)
+          .join(', ')
+        return (
+          <li key={pool.model_id} data-pool={pool.model_id} className="text-sm">
+            <span className="font-mono text-xs">{pool.model_id}</span>
+            {': '}
+            <span className="tabular-nums">{t('engines.slots', { busy: pool.busy, capacity: pool.capacity })}</span>
+            {' · '}
+            <span className="tabular-nums">
+              {pool.waiting === 0
+                ? t('engines.queueEmpty')
+                : t('engines.queue', { count: pool.waiting, seconds: Math.round(pool.oldest_wait_seconds) })}
+            </span>
+            {classes && <span className={MUTED}> ({classes})</span>}
+          </li>
+        )
+      })}
+    </ul>
+  )
+}
+
+export function EnginesSection({
+  engines,
+  pools = [],
+  error,
+}: {
+  engines: EngineInfo[] | null
+  pools?: PoolInfo[]
+  error: string | null
+}) {
   const t = useT()
   return (
     <section aria-labelledby="engines-title" className="card">
@@ -31,6 +70,7 @@ export function EnginesSection({ engines, error }: { engines: EngineInfo[] | nul
           {error}
         </p>
       )}
+      <PoolsList pools={pools} />
       {!engines && !error && <p className={`text-sm ${MUTED}`}>{t('common.loading')}</p>}
       {engines && engines.length === 0 && <p className={`text-sm ${MUTED}`}>{t('engines.empty')}</p>}
       {engines && engines.length > 0 && (
@@ -54,7 +94,10 @@ export function EnginesSection({ engines, error }: { engines: EngineInfo[] | nul
                     <Badge tone={CIRCUIT_TONE[engine.circuit] ?? 'neutral'}>{t(`engines.circuit.${engine.circuit}`)}</Badge>
                   </Fact>
                   <Fact label={t('engines.outstanding')}>
-                    <span className="tabular-nums">{engine.outstanding}</span>
+                    <span className="tabular-nums">
+                      {engine.outstanding}
+                      {engine.capacity ? ` / ${engine.capacity}` : ''}
+                    </span>
                   </Fact>
                   <Fact label={t('engines.load')}>
                     <span className="tabular-nums">
@@ -65,9 +108,25 @@ export function EnginesSection({ engines, error }: { engines: EngineInfo[] | nul
                     <span className="tabular-nums">{kv === null || kv === undefined ? '–' : `${Math.round(kv * 100)}%`}</span>
                   </Fact>
                 </dl>
-                {engine.last_error && (
-                  <p className="mt-2 break-words text-xs text-red-700 dark:text-red-400">
-                    <span className="font-medium">{t('engines.lastError')}:</span> {engine.last_error}
+                {engine.failure ? (
+                  <div
+                    role="alert"
+                    data-testid="engine-failure"
+                    className="mt-2 rounded border border-red-300 bg-red-50 p-2 text-sm text-red-800 dark:border-red-800 dark:bg-red-950 dark:text-red-300"
+                  >
+                    <p className="font-medium">{t('engines.failed')}</p>
+                    <p className="whitespace-pre-wrap break-words text-xs">{engine.failure}</p>
+                  </div>
+                ) : (
+                  engine.last_error && (
+                    <p className="mt-2 break-words text-xs text-red-700 dark:text-red-400">
+                      <span className="font-medium">{t('engines.lastError')}:</span> {engine.last_error}
+                    </p>
+                  )
+                )}
+                {engine.wedged_restarts > 0 && (
+                  <p className={`mt-1 text-xs ${MUTED}`}>
+                    {t('engines.wedgedRestarts', { count: engine.wedged_restarts })}
                   </p>
                 )}
               </li>

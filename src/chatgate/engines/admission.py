@@ -1,0 +1,310 @@
+"""Admission control for one engine pool: a fixed number of slots and a fair wait queue.
+
+Engines serve their slots first come, first served, so one user's burst of streams makes
+everybody else's short request wait behind all of it. The gateway therefore keeps every
+request beyond the pool's capacity in its own queue and hands each freed slot to the
+next waiter in this order:
+
+1. Strict priority: an ``interactive`` waiter goes before any ``api`` waiter, which goes
+   before any ``batch`` waiter. A steady interactive load can starve batch work; that is
+   the point of the classes.
+2. Within a class, start-time fair queuing (Goyal, Vin and Cheng, 1996) between tenants.
+   Each class keeps a virtual time V (the start tag of its last dispatched waiter) and
+   each tenant's last finish tag F. A new waiter gets ``S = max(V, F)`` and
+   ``F = S + 1/weight``; the smallest S goes first, ties by arrival.
+
+Fairness bound (a request costs one unit: the gateway cannot know how long it will hold
+its slot): while tenants i and j of one class both have waiters, the slots n_i and n_j
+they are granted satisfy ``|n_i/w_i - n_j/w_j| <= 1/w_i + 1/w_j``. A tenant with nothing
+waiting that sends one request is served after at most one waiter of each other tenant
+of its class (and after the waiters of higher classes), however long their backlogs are.
+Slots already held do not count: fairness is over the order of admission.
+
+A request is admitted at once only when a slot is free and nobody waits, so no one
+overtakes a waiter. Time is read from an injected clock (waits, hold times); timeouts use
+the event loop's timer. Waiters sleep on futures: a freed slot is handed to one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
+
+log = logging.getLogger("chatgate.engines")
+
+Priority = Literal["interactive", "api", "batch"]
+RejectReason = Literal["queue_full", "timeout"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+_RANK: dict[str, int] = {name: rank for rank, name in enumerate(PRIORITIES)}
+# Weight of the newest hold time in the rolling mean used for retry-after estimates.
+_HOLD_ALPHA = 0.2
+_tickets = itertools.count(1)
+
+
+class AdmissionRejected(Exception):
+    """A request the queue will not serve; ``retry_after`` (seconds) suits a Retry-After."""
+
+    reason: ClassVar[RejectReason]
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = max(1.0, retry_after)
+
+
+class QueueFull(AdmissionRejected):
+    reason = "queue_full"
+
+
+class QueueTimeout(AdmissionRejected):
+    reason = "timeout"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One held slot. ``ticket`` makes each grant distinct, so it is released exactly once."""
+
+    tenant: str
+    priority: Priority
+    waited: float  # seconds spent in the queue (0.0 when admitted at once)
+    ticket: int
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    name: str
+    busy: int
+    capacity: int
+    waiting: int
+    waiting_by_priority: Mapping[Priority, int]
+    in_flight: Mapping[str, int]  # held slots per tenant (tenants holding none are absent)
+    oldest_wait: float  # seconds the longest waiter has waited; 0.0 when none waits
+    mean_hold: float | None  # rolling mean of slot hold time; None before the first release
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    tenant: str
+    priority: Priority
+    start: float  # start and finish tags, in the class's virtual time
+    finish: float
+    enqueued: float
+    on_position: Callable[[int], None] | None
+    future: asyncio.Future[Grant] = field(init=False)
+    key: tuple[int, float, int] = field(init=False)  # dispatch order; unique
+    position: int = -1  # last reported
+
+    def __post_init__(self) -> None:
+        self.future = asyncio.get_running_loop().create_future()
+        self.key = (_RANK[self.priority], self.start, next(_tickets))
+
+
+class _ClassClock:
+    """Virtual time of one priority class and its tenants' last finish tags."""
+
+    def __init__(self) -> None:
+        self.virtual = 0.0
+        self.finish: dict[str, float] = {}
+        self.waiting = 0
+
+
+class AdmissionQueue:
+    """Capacity slots + a fair wait queue for one engine pool (a model's replicas)."""
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        *,
+        max_waiting: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.max_waiting = max_waiting
+        self._clock = clock
+        self._capacity = 0
+        self._waiters: list[_Waiter] = []  # in dispatch order
+        self._classes = {p: _ClassClock() for p in PRIORITIES}
+        self._held: dict[int, float] = {}  # ticket -> when granted
+        self._in_flight: dict[str, int] = {}
+        self._mean_hold: float | None = None
+        self.capacity = capacity
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        """Learned from the engine at run time; lowering it never revokes held slots."""
+        if value < 0:
+            raise ValueError(f"capacity must be >= 0, not {value}")
+        self._capacity = value
+        self._dispatch()
+
+    @property
+    def busy(self) -> int:
+        return len(self._held)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(
+        self,
+        tenant: str,
+        *,
+        weight: float = 1.0,
+        priority: Priority = "api",
+        timeout: float | None = None,
+        on_position: Callable[[int], None] | None = None,
+    ) -> Grant:
+        """A slot, at once or after waiting; raises QueueFull or QueueTimeout."""
+        if not weight > 0 or priority not in _RANK:
+            raise ValueError(f"bad weight {weight!r} or priority {priority!r}")
+        if not self._waiters and self.busy < self._capacity:
+            return self._grant(tenant, priority, 0.0)
+        if len(self._waiters) >= self.max_waiting:
+            raise QueueFull(
+                f"{self.name}: {len(self._waiters)} requests are already waiting",
+                self._estimate(len(self._waiters)),
+            )
+        waiter = self._enqueue(tenant, priority, weight, on_position)
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(timeout, self._expire, waiter)
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def release(self, grant: Grant) -> None:
+        """Give a slot back; the next waiter gets it. Unknown or repeated grants raise."""
+        granted = self._held.pop(grant.ticket, None)
+        if granted is None:
+            raise ValueError(f"{self.name}: grant {grant.ticket} is not held here")
+        count = self._in_flight[grant.tenant] - 1
+        if count:
+            self._in_flight[grant.tenant] = count
+        else:
+            del self._in_flight[grant.tenant]
+        hold = max(0.0, self._clock() - granted)
+        mean = self._mean_hold
+        self._mean_hold = hold if mean is None else mean + _HOLD_ALPHA * (hold - mean)
+        self._dispatch()
+
+    def snapshot(self) -> QueueSnapshot:
+        now = self._clock()
+        oldest = min((w.enqueued for w in self._waiters), default=now)
+        return QueueSnapshot(
+            name=self.name,
+            busy=self.busy,
+            capacity=self._capacity,
+            waiting=len(self._waiters),
+            waiting_by_priority={p: c.waiting for p, c in self._classes.items()},
+            in_flight=dict(self._in_flight),
+            oldest_wait=max(0.0, now - oldest),
+            mean_hold=self._mean_hold,
+        )
+
+    def _grant(self, tenant: str, priority: Priority, waited: float) -> Grant:
+        grant = Grant(tenant, priority, waited, next(_tickets))
+        self._held[grant.ticket] = self._clock()
+        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        return grant
+
+    def _enqueue(
+        self,
+        tenant: str,
+        priority: Priority,
+        weight: float,
+        on_position: Callable[[int], None] | None,
+    ) -> _Waiter:
+        cls = self._classes[priority]
+        start = max(cls.virtual, cls.finish.get(tenant, 0.0))
+        waiter = _Waiter(tenant, priority, start, start + 1.0 / weight, self._clock(), on_position)
+        cls.finish[tenant] = waiter.finish
+        cls.waiting += 1
+        index = bisect.bisect(self._waiters, waiter.key, key=lambda w: w.key)
+        self._waiters.insert(index, waiter)
+        self._report(index)
+        return waiter
+
+    def _remove(self, waiter: _Waiter) -> int:
+        """Take out a waiter that will not be served (timed out or cancelled); its place."""
+        index = bisect.bisect_left(self._waiters, waiter.key, key=lambda w: w.key)
+        if index == len(self._waiters) or self._waiters[index] is not waiter:
+            return -1
+        del self._waiters[index]
+        cls = self._classes[waiter.priority]
+        cls.waiting -= 1
+        if cls.finish.get(waiter.tenant) == waiter.finish:
+            cls.finish[waiter.tenant] = waiter.start  # its tag is not charged to the tenant
+        if not cls.waiting:
+            cls.finish.clear()
+        self._report(index)
+        return index
+
+    def _dispatch(self) -> None:
+        """Hand free slots to the waiters first in order, then tell the rest their place."""
+        served = 0
+        while served < len(self._waiters) and self.busy < self._capacity:
+            waiter = self._waiters[served]
+            served += 1
+            cls = self._classes[waiter.priority]
+            cls.virtual = waiter.start
+            cls.waiting -= 1
+            if not cls.waiting:
+                cls.finish.clear()  # a class's busy period ended: everyone starts even
+            waited = max(0.0, self._clock() - waiter.enqueued)
+            waiter.future.set_result(self._grant(waiter.tenant, waiter.priority, waited))
+        if served:
+            del self._waiters[:served]
+            self._report(0)
+
+    def _report(self, start: int) -> None:
+        """Tell waiters from ``start`` on how many are ahead of them, where that changed."""
+        for index in range(start, len(self._waiters)):
+            waiter = self._waiters[index]
+            if waiter.position == index or waiter.on_position is None:
+                continue
+            waiter.position = index
+            try:
+                waiter.on_position(index)
+            except Exception:
+                log.exception("%s: on_position callback failed", self.name)
+
+    def _expire(self, waiter: _Waiter) -> None:
+        if waiter.future.done():
+            return
+        ahead = self._remove(waiter)
+        waiter.future.set_exception(
+            QueueTimeout(
+                f"{self.name}: no slot free after {self._clock() - waiter.enqueued:.1f} s",
+                self._estimate(ahead),
+            )
+        )
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """The waiting task was cancelled: leave the queue, or give back a slot it got."""
+        future = waiter.future
+        if not future.done() or future.cancelled():
+            self._remove(waiter)
+        elif future.exception() is None:
+            self.release(future.result())
+
+    def _estimate(self, ahead: int) -> float:
+        """Seconds until ``ahead`` waiters and then one more are likely served."""
+        per_slot = (self._mean_hold or 1.0) / max(1, self._capacity)
+        return max(1.0, math.ceil((ahead + 1) * per_slot))

@@ -1,0 +1,132 @@
+"""The admission queues of every model's engine pool, and what a request needs to wait in one.
+
+A model's pool holds as many requests at once as its usable replicas have slots (their
+``capacity``: llama-server's parallel slots, vLLM's max_num_seqs, or a default); every
+request beyond that waits here, in the gateway, where slots are handed out fairly between
+users and by priority (``admission.py``), instead of in the engine's first-come-first-served
+queue. The capacity follows the replicas: a replica whose circuit opened or whose engine
+failed no longer counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatgate.engines.admission import (
+    AdmissionQueue,
+    AdmissionRejected,
+    Grant,
+    Priority,
+    QueueSnapshot,
+)
+from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.registry import ModelEntry, ModelRegistry
+from chatgate.errors import APIError
+from chatgate.observability.metrics import Metrics
+
+DEFAULT_SLOTS = 64  # an engine that tells nothing about its slots (an attached server)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Who is asking and how urgently: a request's place in the fair queue."""
+
+    tenant: str  # "user:12": fairness is between users (a user's keys share one share)
+    priority: Priority = "api"
+    weight: float = 1.0
+    on_position: Callable[[int], None] | None = None  # waiters ahead, while waiting
+
+
+class EnginePools:
+    """One admission queue per model, sized by its usable replicas' slots."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        metrics: Metrics | None = None,
+        *,
+        default_slots: int = DEFAULT_SLOTS,
+        max_waiting: int = 256,
+        timeout: float = 120.0,
+    ) -> None:
+        self._registry = registry
+        self._metrics = metrics
+        self._default_slots = default_slots
+        self._max_waiting = max_waiting
+        self._timeout = timeout
+        self._queues: dict[str, AdmissionQueue] = {}
+
+    def capacity(self, entry: ModelEntry) -> int:
+        usable = self._registry.usable(entry)
+        return sum(self.slots_of(endpoint) for endpoint in usable)
+
+    def slots_of(self, endpoint: Endpoint) -> int:
+        return endpoint.capacity or self._default_slots
+
+    def queue(self, entry: ModelEntry) -> AdmissionQueue:
+        queue = self._queues.get(entry.id)
+        if queue is None:
+            queue = AdmissionQueue(entry.id, self.capacity(entry), max_waiting=self._max_waiting)
+            self._queues[entry.id] = queue
+        else:
+            # Replicas come, go and learn their slots: the pool follows (never below 1 while
+            # the model has replicas, so a request can still find out what is wrong).
+            queue.capacity = max(self.capacity(entry), 1 if entry.endpoints else 0)
+        return queue
+
+    async def acquire(self, entry: ModelEntry, ticket: Ticket) -> Grant:
+        queue = self.queue(entry)
+        try:
+            grant = await queue.acquire(
+                ticket.tenant,
+                weight=ticket.weight,
+                priority=ticket.priority,
+                timeout=self._timeout,
+                on_position=ticket.on_position,
+            )
+        except AdmissionRejected as exc:
+            if self._metrics is not None:
+                self._metrics.queue_rejections.labels(entry.id, exc.reason).inc()
+            raise _busy(entry, exc) from exc
+        finally:
+            self._observe(entry.id, queue)
+        if self._metrics is not None:
+            self._metrics.queue_wait.labels(entry.id, grant.priority).observe(grant.waited)
+        return grant
+
+    def release(self, model_id: str, grant: Grant) -> None:
+        queue = self._queues[model_id]
+        queue.release(grant)
+        self._observe(model_id, queue)
+
+    def snapshots(self) -> list[QueueSnapshot]:
+        for entry in self._registry.all_models():
+            self.queue(entry)  # capacities as of now
+        return [queue.snapshot() for queue in self._queues.values()]
+
+    def _observe(self, model_id: str, queue: AdmissionQueue) -> None:
+        if self._metrics is None:
+            return
+        snapshot = queue.snapshot()
+        for priority, waiting in snapshot.waiting_by_priority.items():
+            self._metrics.queue_depth.labels(model_id, priority).set(waiting)
+        self._metrics.pool_slots.labels(model_id, "busy").set(snapshot.busy)
+        self._metrics.pool_slots.labels(model_id, "capacity").set(snapshot.capacity)
+
+
+def _busy(entry: ModelEntry, exc: AdmissionRejected) -> APIError:
+    if exc.reason == "queue_full":
+        message = (
+            f"The model '{entry.id}' is busy: its queue is full. Try again in"
+            f" {math.ceil(exc.retry_after)} s."
+        )
+    else:
+        message = (
+            f"The model '{entry.id}' is busy: no slot freed up while this request waited."
+            f" Try again in {math.ceil(exc.retry_after)} s."
+        )
+    return APIError(
+        503, message, "engine_busy", headers={"Retry-After": str(math.ceil(exc.retry_after))}
+    )
