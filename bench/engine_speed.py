@@ -32,7 +32,7 @@ from chatgate.engines.process import pick_free_port
 from chatgate.engines.trial import variant_of
 
 HOST = "127.0.0.1"
-PROMPT_WORDS = 1500  # ~2,000 SmolLM2 tokens
+PROMPT_WORDS = 550  # ~2,000 SmolLM2 tokens ("wordNNN" is 3-4 tokens)
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -69,6 +69,7 @@ def measure(url: str, run: int) -> tuple[float, float]:
         "n_predict": 128, "cache_prompt": False, "logit_bias": [[2, -100.0]],
         "temperature": 0,
     })  # fmt: skip
+    assert prompt["timings"]["prompt_n"] > 1500, prompt["timings"]
     return float(prompt["timings"]["prompt_per_second"]), float(
         decode["timings"]["predicted_per_second"]
     )
@@ -83,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     server = args.server or locate_llama_server()
     port = pick_free_port(HOST)
-    options = LlamaServerOptions(threads=args.threads, parallel=1, ctx_per_slot=4096,
-                                 kv_tokens=4096, cache_ram_mb=0)  # fmt: skip
+    options = LlamaServerOptions(threads=args.threads, parallel=1, ctx_per_slot=8192,
+                                 kv_tokens=8192, cache_ram_mb=0)  # fmt: skip
     argv = llama_server_command(server, locate_smollm2_gguf(), HOST, port, alias="bench",
                                 options=options) + ["--log-verbosity", "4"]  # fmt: skip
     url = f"http://{HOST}:{port}"

@@ -193,12 +193,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limiter = RateLimiter(
         limit_store, sessionmaker, metrics, settings.ratelimit_defaults, login_policy
     )
-    pools = EnginePools(
-        registry,
-        metrics,
-        default_slots=settings.engine_default_slots,
-        max_waiting=settings.engine_queue_max,
-        timeout=settings.engine_queue_timeout,
+    pools = (
+        EnginePools(
+            registry,
+            metrics,
+            default_slots=settings.engine_default_slots,
+            max_waiting=settings.engine_queue_max,
+            timeout=settings.engine_queue_timeout,
+        )
+        if settings.engine_fair_queue
+        else None
     )
     upstreams = Upstreams(registry, engines, metrics, pools)
     generations = GenerationManager(

@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     # users (interactive web chat first, then /v1, then batch keys); this many at most,
     # each at most this long, then 503 engine_busy with Retry-After. Engines that say
     # nothing about their slots count as engine_default_slots.
+    engine_fair_queue: bool = True  # off: requests go straight to the engines (their FCFS)
     engine_queue_max: int = 256
     engine_queue_timeout: float = 120.0
     engine_default_slots: int = 64

@@ -71,7 +71,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def harness(clock: FakeClock) -> AsyncIterator[Harness]:
-    h = Harness(AdmissionQueue("pool", 1, clock=clock))
+    # The discipline alone; the headroom slot has tests of its own below.
+    h = Harness(AdmissionQueue("pool", 1, clock=clock, headroom_window=None))
     yield h
     await h.close()
 
@@ -97,7 +98,8 @@ async def test_a_burst_does_not_starve_a_newcomer(harness: Harness) -> None:
     harness.submit("b", "b")
     await settle()
     await harness.serve(3)
-    assert harness.order == ["a0", "b", "a1"]  # at most one of a's requests ahead of b
+    # a already holds the slot (charged like any request): b gets the next free one.
+    assert harness.order == ["b", "a0", "a1"]
 
 
 async def test_a_newcomer_goes_first_once_the_burst_is_being_served(harness: Harness) -> None:
@@ -352,3 +354,39 @@ async def test_snapshot_and_wait_times(harness: Harness, clock: FakeClock) -> No
     await harness.serve(1)
     assert harness.held[-1].waited == 5.0 and harness.queue.snapshot().mean_hold == 5.0
     assert harness.queue.snapshot().oldest_wait == 3.0
+
+
+async def test_headroom_keeps_a_slot_for_tenants_holding_none(clock: FakeClock) -> None:
+    """While two tenants use a 3-slot pool, a tenant holding slots may not take the last
+    free one: a newcomer gets it at once instead of waiting for the flood to finish."""
+    queue = AdmissionQueue("pool", 3, clock=clock, headroom_window=60)
+    alone = [await queue.acquire("a") for _ in range(3)]  # alone: every slot
+    for grant in alone:
+        queue.release(grant)
+    b = await queue.acquire("b")  # now two tenants are about
+    a1 = await queue.acquire("a")
+    waiting = asyncio.create_task(queue.acquire("a"))  # would take the last free slot
+    await settle()
+    assert not waiting.done() and queue.busy == 2
+    c = await queue.acquire("c")  # a tenant holding none takes it at once
+    assert c.waited == 0.0 and queue.busy == 3
+    queue.release(b)
+    await settle()
+    assert not waiting.done()  # the freed slot is headroom again
+    queue.release(c)
+    clock.now += 61  # b and c went quiet: the headroom lapses
+    queue.release(a1)
+    await settle()
+    assert waiting.done()
+    queue.release(await waiting)
+    assert queue.busy == 0
+
+
+async def test_small_pools_keep_no_headroom(clock: FakeClock) -> None:
+    queue = AdmissionQueue("pool", 2, clock=clock, headroom_window=60)
+    b = await queue.acquire("b")
+    a = await queue.acquire("a")
+    assert queue.busy == 2
+    queue.release(a)
+    queue.release(b)
+    assert queue.busy == 0

@@ -73,6 +73,7 @@ async def test_a_newcomer_is_not_queued_behind_a_burst(gateway: Gateway) -> None
     assert all(r.status_code == 200 for r in responses)
     order = await started_order(gateway, [f"fair-a{i}" for i in range(4)] + ["fair-b"])
     assert order.index("fair-b") <= 2, order  # after the one in flight, at most one more
+    # (A holds the slot, so B's tag is ahead of every waiting A request: it is second.)
     async with gateway.state.sessionmaker() as db:
         rows = {
             row.request_id: row
@@ -81,7 +82,8 @@ async def test_a_newcomer_is_not_queued_behind_a_burst(gateway: Gateway) -> None
             )
         }
     assert rows["fair-b"].queue_ms is not None and rows["fair-b"].queue_ms > 0
-    assert rows["fair-a0"].queue_ms is not None and rows["fair-a0"].queue_ms < 100
+    first = min(rows[f"fair-a{i}"].queue_ms or 0.0 for i in range(4))
+    assert first < 100  # whichever of A's came first was admitted at once
 
 
 async def test_a_waiting_web_chat_hears_its_place_in_the_queue(gateway: Gateway) -> None:
@@ -116,3 +118,18 @@ async def test_a_batch_key_waits_behind_api_traffic(gateway: Gateway) -> None:
     await asyncio.gather(holder, batch, api)
     order = await started_order(gateway, ["prio-holder", "prio-batch", "prio-api"])
     assert order == ["prio-holder", "prio-api", "prio-batch"]
+
+
+async def test_the_queue_can_be_turned_off(tmp_path: Path) -> None:
+    fake = FakeUpstream()
+    await fake.start()
+    try:
+        async for url in _migrated_url("sqlite", tmp_path):
+            settings = gateway_settings(tmp_path, url, fake, engine_fair_queue=False)
+            async with start_gateway(settings, fake) as gw:
+                assert gw.state.upstreams.pools is None  # straight to the engines
+                account = await gw.account()
+                response = await post_v1(gw, account, "no-queue")
+                assert response.status_code == 200
+    finally:
+        await fake.stop()

@@ -145,22 +145,32 @@ async def send_request(
     result = RequestResult(ok=False, e2e=0.0)
     text = ""
     start = time.perf_counter()
-    try:
-        async with session.post(
-            target.chat_url, data=_payload(workload, messages), headers=headers
-        ) as response:
-            if response.status != 200:
-                await response.read()
-                result.error = f"HTTP {response.status}"
-            else:
-                text = await _read_stream(response, start, result)
-                result.ok = result.ttft is not None
-                if not result.ok:
-                    result.error = "empty stream"
-    except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
-        result.error = type(exc).__name__
+    for attempt in range(2):
+        try:
+            async with session.post(
+                target.chat_url, data=_payload(workload, messages), headers=headers
+            ) as response:
+                if response.status != 200:
+                    await response.read()
+                    result.error = f"HTTP {response.status}"
+                else:
+                    text = await _read_stream(response, start, result)
+                    result.ok = result.ttft is not None
+                    if not result.ok:
+                        result.error = "empty stream"
+        except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
+            if attempt == 0 and result.ttft is None and _stale(exc):
+                continue  # as any client does: llama-server closes idle keep-alive sockets
+            result.error = type(exc).__name__
+        break
     result.e2e = time.perf_counter() - start
     return result, text
+
+
+def _stale(exc: BaseException) -> bool:
+    """A reused connection the server had closed (not a refused new one)."""
+    stale = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    return isinstance(exc, stale) and not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 class Budget:
