@@ -39,7 +39,7 @@ async def chat(
         await state.limits.finish(admission, 0)
         raise
     job.admission = admission
-    job.weight, _priority = await state.limits.scheduling(identity)  # web chat: interactive
+    job.weight = admission.weight  # web chat waits as "interactive" whatever the class
     job.generation.publish("conversation", job.events)
     state.generations.launch(job.generation, runner.run(state, job))
     return _sse(job.generation, 0)

@@ -178,8 +178,9 @@ class AdmissionQueue:
         """Learned from the engine at run time; lowering it never revokes held slots."""
         if value < 0:
             raise ValueError(f"capacity must be >= 0, not {value}")
-        self._capacity = value
-        self._dispatch()
+        if value != self._capacity:
+            self._capacity = value
+            self._dispatch()
 
     @property
     def busy(self) -> int:
@@ -188,6 +189,9 @@ class AdmissionQueue:
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    def waiting_in(self, priority: Priority) -> int:
+        return self._classes[priority].waiting
 
     async def acquire(
         self,

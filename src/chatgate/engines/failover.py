@@ -177,7 +177,6 @@ class Upstreams:
     async def _admit(self, call: EngineCall) -> Grant | None:
         if self.pools is None:
             return None
-        self.registry.ensure_available(call.model)  # a dead pool answers now, not after a wait
         grant = await self.pools.acquire(call.model, call.ticket)
         call.queue_ms = round(grant.waited * 1000, 1)
         return grant

@@ -14,7 +14,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import Gauge, Histogram
+
 from chatgate.engines.admission import (
+    PRIORITIES,
     AdmissionQueue,
     AdmissionRejected,
     Grant,
@@ -39,6 +42,25 @@ class Ticket:
     on_position: Callable[[int], None] | None = None  # waiters ahead, while waiting
 
 
+@dataclass(frozen=True)
+class _PoolGauges:
+    depth: dict[Priority, Gauge]
+    wait: dict[Priority, Histogram]
+    busy: Gauge
+    capacity: Gauge
+    last_waiting: list[int]  # [requests waiting when the depth gauges were last set]
+
+    @classmethod
+    def bind(cls, metrics: Metrics, model_id: str) -> _PoolGauges:
+        return cls(
+            depth={p: metrics.queue_depth.labels(model_id, p) for p in PRIORITIES},
+            wait={p: metrics.queue_wait.labels(model_id, p) for p in PRIORITIES},
+            busy=metrics.pool_slots.labels(model_id, "busy"),
+            capacity=metrics.pool_slots.labels(model_id, "capacity"),
+            last_waiting=[1],  # set the depth gauges the first time
+        )
+
+
 class EnginePools:
     """One admission queue per model, sized by its usable replicas' slots."""
 
@@ -57,6 +79,7 @@ class EnginePools:
         self._max_waiting = max_waiting
         self._timeout = timeout
         self._queues: dict[str, AdmissionQueue] = {}
+        self._gauges: dict[str, _PoolGauges] = {}
 
     def capacity(self, entry: ModelEntry) -> int:
         usable = self._registry.usable(entry)
@@ -65,19 +88,24 @@ class EnginePools:
     def slots_of(self, endpoint: Endpoint) -> int:
         return endpoint.capacity or self._default_slots
 
-    def queue(self, entry: ModelEntry) -> AdmissionQueue:
+    def queue(self, entry: ModelEntry, capacity: int | None = None) -> AdmissionQueue:
+        """The model's queue, its capacity brought up to date (``capacity``: if known)."""
+        slots = self.capacity(entry) if capacity is None else capacity
         queue = self._queues.get(entry.id)
         if queue is None:
-            queue = AdmissionQueue(entry.id, self.capacity(entry), max_waiting=self._max_waiting)
+            queue = AdmissionQueue(entry.id, slots, max_waiting=self._max_waiting)
             self._queues[entry.id] = queue
         else:
             # Replicas come, go and learn their slots: the pool follows (never below 1 while
             # the model has replicas, so a request can still find out what is wrong).
-            queue.capacity = max(self.capacity(entry), 1 if entry.endpoints else 0)
+            queue.capacity = max(slots, 1 if entry.endpoints else 0)
         return queue
 
     async def acquire(self, entry: ModelEntry, ticket: Ticket) -> Grant:
-        queue = self.queue(entry)
+        usable = self._registry.usable(entry)
+        if not usable:
+            self._registry.ensure_available(entry)  # a dead pool answers now, not after a wait
+        queue = self.queue(entry, sum(self.slots_of(endpoint) for endpoint in usable))
         try:
             grant = await queue.acquire(
                 ticket.tenant,
@@ -92,8 +120,9 @@ class EnginePools:
             raise _busy(entry, exc) from exc
         finally:
             self._observe(entry.id, queue)
-        if self._metrics is not None:
-            self._metrics.queue_wait.labels(entry.id, grant.priority).observe(grant.waited)
+        gauges = self._gauges.get(entry.id)
+        if gauges is not None:
+            gauges.wait[grant.priority].observe(grant.waited)
         return grant
 
     def release(self, model_id: str, grant: Grant) -> None:
@@ -107,13 +136,20 @@ class EnginePools:
         return [queue.snapshot() for queue in self._queues.values()]
 
     def _observe(self, model_id: str, queue: AdmissionQueue) -> None:
-        if self._metrics is None:
-            return
-        snapshot = queue.snapshot()
-        for priority, waiting in snapshot.waiting_by_priority.items():
-            self._metrics.queue_depth.labels(model_id, priority).set(waiting)
-        self._metrics.pool_slots.labels(model_id, "busy").set(snapshot.busy)
-        self._metrics.pool_slots.labels(model_id, "capacity").set(snapshot.capacity)
+        """The gauges, from counters and pre-bound label children: this runs twice per
+        request on the hot path (``labels()`` itself costs more than the update)."""
+        gauges = self._gauges.get(model_id)
+        if gauges is None:
+            if self._metrics is None:
+                return
+            gauges = self._gauges[model_id] = _PoolGauges.bind(self._metrics, model_id)
+        waiting = queue.waiting
+        if waiting or gauges.last_waiting[0]:  # nothing waited before or now: no change
+            for priority, depth in gauges.depth.items():
+                depth.set(queue.waiting_in(priority))
+            gauges.last_waiting[0] = waiting
+        gauges.busy.set(queue.busy)
+        gauges.capacity.set(queue.capacity)
 
 
 def _busy(entry: ModelEntry, exc: AdmissionRejected) -> APIError:

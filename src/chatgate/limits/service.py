@@ -53,6 +53,10 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
     token_windows: list[tuple[str, int]] = field(default_factory=list)  # (key, tokens/min)
+    # The request's share of a busy engine and its queue class (the key's setting, else
+    # the user's, else the role's; no class: the route decides).
+    weight: float = 1.0
+    priority: QueuePriority | None = None
 
 
 def period_start(period: str, now: datetime) -> datetime:
@@ -141,20 +145,13 @@ class RateLimiter:
             )
         return found
 
-    async def scheduling(self, identity: Identity) -> tuple[float, QueuePriority | None]:
-        """The request's share of a busy engine and its queue class: the key's setting,
-        else the user's, else the role's (weight 1, no class: the route decides)."""
-        weight, priority = 1.0, None
-        for subject in await self.subjects(identity):  # the user's, then the key's
-            weight = subject.policy.queue_weight or weight
-            priority = subject.policy.queue_priority or priority
-        return weight, priority
-
     async def admit(self, identity: Identity) -> Admission:
         """Pass every limit or raise 429; the caller releases the admission when done."""
         admission = Admission()
         try:
-            for subject in await self.subjects(identity):
+            for subject in await self.subjects(identity):  # the user's, then the key's
+                admission.weight = subject.policy.queue_weight or admission.weight
+                admission.priority = subject.policy.queue_priority or admission.priority
                 await self._check_rates(subject, admission)
                 await self._check_budgets(subject)
                 await self._take_slot(subject, admission)

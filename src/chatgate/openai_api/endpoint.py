@@ -83,9 +83,11 @@ class RelayEndpoint:
         try:
             payload = service.validate_body(body, self.route, state)
             call = service.plan(state, identity, request_id, self.route, payload)
-            call.admission = await state.limits.admit(identity)
-            weight, priority = await state.limits.scheduling(identity)
-            call.engine.ticket = Ticket(call.engine.ticket.tenant, priority or "api", weight)
+            call.admission = admission = await state.limits.admit(identity)
+            if admission.weight != 1.0 or admission.priority is not None:
+                call.engine.ticket = Ticket(
+                    call.engine.ticket.tenant, admission.priority or "api", admission.weight
+                )
         except APIError as exc:
             # Refused before the engine was called: still one usage row per request.
             row = service.rejected_row(identity, request_id, self.route, body, exc)
