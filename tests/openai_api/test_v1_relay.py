@@ -1070,7 +1070,6 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     registry.add(model)
     state = SimpleNamespace(engines=Engines(), usage=usage, metrics=Metrics(), registry=registry)
     engine = EngineCall(model, "/chat/completions", {}, "r-1", Ticket("user:1"))
-    engine.engine = endpoint.name
     call = RelayCall(
         state=state,  # type: ignore[arg-type]
         identity=Identity(user_id=1, username="u", role="user"),

@@ -59,9 +59,13 @@ class EngineCall:
     request_id: str
     ticket: Ticket
     affinity_key: str | None = None
-    engine: str | None = None  # the replica tried last: the one that served, in the end
     tried: list[str] = field(default_factory=list)  # every replica tried, in order
     queue_ms: float | None = None  # time waiting for a slot in the gateway's queue
+
+    @property
+    def engine(self) -> str | None:
+        """The replica tried last: the one that served, in the end."""
+        return self.tried[-1] if self.tried else None
 
 
 @dataclass
@@ -202,7 +206,6 @@ class Upstreams:
                 if self.metrics is not None:
                     self.metrics.engine_failovers.labels(entry.id).inc()
             tried.append(endpoint.name)
-            call.engine = endpoint.name
             try:
                 return await attempt(endpoint)
             except EngineError as exc:

@@ -42,13 +42,13 @@ class Ticket:
     on_position: Callable[[int], None] | None = None  # waiters ahead, while waiting
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PoolGauges:
     depth: dict[Priority, Gauge]
     wait: dict[Priority, Histogram]
     busy: Gauge
     capacity: Gauge
-    last_waiting: list[int]  # [requests waiting when the depth gauges were last set]
+    last_waiting: int  # requests waiting when the depth gauges were last set
 
     @classmethod
     def bind(cls, metrics: Metrics, model_id: str) -> _PoolGauges:
@@ -57,7 +57,7 @@ class _PoolGauges:
             wait={p: metrics.queue_wait.labels(model_id, p) for p in PRIORITIES},
             busy=metrics.pool_slots.labels(model_id, "busy"),
             capacity=metrics.pool_slots.labels(model_id, "capacity"),
-            last_waiting=[1],  # set the depth gauges the first time
+            last_waiting=1,  # set the depth gauges the first time
         )
 
 
@@ -81,9 +81,10 @@ class EnginePools:
         self._queues: dict[str, AdmissionQueue] = {}
         self._gauges: dict[str, _PoolGauges] = {}
 
-    def capacity(self, entry: ModelEntry) -> int:
-        usable = self._registry.usable(entry)
-        return sum(self.slots_of(endpoint) for endpoint in usable)
+    def capacity(self, entry: ModelEntry, usable: list[Endpoint] | None = None) -> int:
+        """Slots of the model's usable replicas (``usable``: if already looked up)."""
+        replicas = self._registry.usable(entry) if usable is None else usable
+        return sum(self.slots_of(endpoint) for endpoint in replicas)
 
     def slots_of(self, endpoint: Endpoint) -> int:
         return endpoint.capacity or self._default_slots
@@ -105,7 +106,7 @@ class EnginePools:
         usable = self._registry.usable(entry)
         if not usable:
             self._registry.ensure_available(entry)  # a dead pool answers now, not after a wait
-        queue = self.queue(entry, sum(self.slots_of(endpoint) for endpoint in usable))
+        queue = self.queue(entry, self.capacity(entry, usable))
         try:
             grant = await queue.acquire(
                 ticket.tenant,
@@ -144,10 +145,10 @@ class EnginePools:
                 return
             gauges = self._gauges[model_id] = _PoolGauges.bind(self._metrics, model_id)
         waiting = queue.waiting
-        if waiting or gauges.last_waiting[0]:  # nothing waited before or now: no change
+        if waiting or gauges.last_waiting:  # nothing waited before or now: no change
             for priority, depth in gauges.depth.items():
                 depth.set(queue.waiting_in(priority))
-            gauges.last_waiting[0] = waiting
+            gauges.last_waiting = waiting
         gauges.busy.set(queue.busy)
         gauges.capacity.set(queue.capacity)
 

@@ -40,7 +40,8 @@ class CpuInfo:
 
 def read_cpu(cpuinfo: Path = CPUINFO) -> CpuInfo:
     """What /proc/cpuinfo says (Linux); elsewhere the machine type only."""
-    model, flags, cores = platform.processor() or "unknown CPU", set[str](), 0
+    model: str | None = None
+    flags, cores = set[str](), 0
     try:
         text = cpuinfo.read_text()
     except OSError:
@@ -48,13 +49,14 @@ def read_cpu(cpuinfo: Path = CPUINFO) -> CpuInfo:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key == "model name" and model in ("unknown CPU", platform.processor()):
+        if key == "model name" and model is None:
             model = value.strip()
         elif key == "flags" and not flags:
             flags = set(value.split())
         elif key == "processor":
             cores += 1
     present = tuple(f for f in SIMD_FEATURES if f in flags)
+    model = model or platform.processor() or "unknown CPU"
     return CpuInfo(model, platform.machine(), cores, present)
 
 
