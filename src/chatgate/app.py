@@ -21,10 +21,11 @@ from chatgate import __version__
 from chatgate.admin.router import router as admin_router
 from chatgate.auth.router import router as auth_router
 from chatgate.auth.tokens import TokenCodec
+from chatgate.chat.answers import OrphanSweeper
 from chatgate.chat.generations import GenerationManager
 from chatgate.chat.router import router as chat_router
-from chatgate.conversations import service as conversations
 from chatgate.conversations.router import router as conversations_router
+from chatgate.db.health import DatabaseHealth, install_database_handlers
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines import persist
 from chatgate.engines.client import EngineClient
@@ -44,16 +45,20 @@ from chatgate.keys.router import router as keys_router
 from chatgate.limits.router import router as limits_router
 from chatgate.limits.service import LoginPolicy, RateLimiter
 from chatgate.limits.store import LimitStore
-from chatgate.middleware import GatewayMiddleware
+from chatgate.middleware import DrainGuard, GatewayMiddleware
 from chatgate.observability.logging import configure_from_settings, log_usage
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import router as metrics_router
 from chatgate.observability.tracing import TracingMiddleware, make_provider
 from chatgate.openai_api.router import RELAY_OPENAPI_PATHS
 from chatgate.openai_api.router import router as openai_router
+from chatgate.openapi_responses import without_fastapi_422
 from chatgate.runtime import tune_garbage_collector
 from chatgate.settings import Settings
+from chatgate.shutdown import Drain, ShutdownBudget, SigtermDrain
 from chatgate.state import AppState
+from chatgate.usage.journal import Journal
+from chatgate.usage.outbox import Outbox
 from chatgate.usage.record import UsageRecord
 from chatgate.usage.router import router as usage_router
 from chatgate.usage.service import UsageWriter
@@ -61,10 +66,6 @@ from chatgate.users.router import router as users_router
 from chatgate.web.router import spa_fallback
 
 log = logging.getLogger("chatgate")
-
-SHUTDOWN_DRAIN_SECONDS = 20.0
-
-
 class StartupError(RuntimeError):
     """The configuration is unsafe or incomplete; the message says how to fix it."""
 
@@ -137,11 +138,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db = make_engine(settings.resolved_database_url)
     sessionmaker = make_sessionmaker(db)
-    async with sessionmaker() as session:
-        stale = await conversations.mark_stale_pending(session)
-    if stale:
-        log.warning("marked %d unfinished answers from a previous run as interrupted", stale)
     metrics = Metrics()
+    db_health = DatabaseHealth(on_change=lambda up: metrics.database_up.set(int(up)))
+    metrics.database_up.set(1)
+    outbox = Outbox(
+        Journal(settings.journal_dir, settings.journal_max_bytes), sessionmaker, db_health, metrics
+    )
+    await outbox.replay()  # what a crashed gateway left in the journal, before new rows
+    outbox.start()
+    orphans = OrphanSweeper(sessionmaker, db_health, settings.answer_lease_seconds)
+    orphans.start()
     engines = EngineClient(
         Timeouts.from_settings(settings),
         settings.engine_max_connections,
@@ -171,7 +177,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.observe_usage(row)
         log_usage(row)
 
-    usage = UsageWriter(sessionmaker, on_record=on_usage, metrics=metrics)
+    usage = UsageWriter(
+        sessionmaker, on_record=on_usage, metrics=metrics, outbox=outbox, health=db_health
+    )
     usage.start()
     monitor = EngineMonitor(
         engines,
@@ -204,7 +212,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.engine_fair_queue
         else None
     )
-    upstreams = Upstreams(registry, engines, metrics, pools)
+    drain: Drain = app.state.drain
+    upstreams = Upstreams(registry, engines, metrics, pools, drain)
     generations = GenerationManager(
         settings.generation_orphan_seconds, settings.generation_retain_seconds
     )
@@ -227,18 +236,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits=limiter,
         manager=manager,
         upstreams=upstreams,
+        db_health=db_health,
+        outbox=outbox,
         redis=redis,
     )
     if app.state.tune_gc:
         tune_garbage_collector()
+    sigterm = SigtermDrain(drain, asyncio.get_running_loop())
+    if app.state.drain_on_sigterm:
+        sigterm.install()  # the first SIGTERM drains before uvicorn hears of it
     try:
         yield
     finally:
-        await generations.shutdown(SHUTDOWN_DRAIN_SECONDS)
+        sigterm.uninstall()
+        # Past the drain (or stopped without one): what still runs ends as interrupted,
+        # never as a client that left; the generations then save within the budget.
+        drain.interrupt()
+        await generations.shutdown(drain.budget.lifespan_seconds)
         await monitor.close()
         await manager.close()
         await limit_store.close()
-        await usage.close()
+        await usage.close()  # flushed: committed, or journaled while the database is away
+        await orphans.close()
+        await outbox.close()
         await engines.close()
         if app.state.tracer_provider is not None:
             await asyncio.to_thread(app.state.tracer_provider.shutdown)  # flushes spans
@@ -253,10 +273,13 @@ def create_app(
     registry: ModelRegistry | None = None,
     managed: dict[str, EngineSupervisor] | None = None,
     tune_gc: bool = False,
+    drain_on_sigterm: bool = False,
 ) -> FastAPI:
     """The gateway app. ``managed``: engines the caller started (profile id → supervisor)
     that the app takes over, so an admin can switch them. ``tune_gc``: this process is
-    the server (see ``runtime.tune_garbage_collector``), not a test or a tool."""
+    the server (see ``runtime.tune_garbage_collector``), not a test or a tool.
+    ``drain_on_sigterm``: run by uvicorn as the real server, whose SIGTERM then drains
+    first (``shutdown.SigtermDrain``); never for apps driven through ASGI transports."""
     settings = load_secret(settings or Settings())
     check_startup_safety(settings)
     try:
@@ -274,7 +297,10 @@ def create_app(
     app.state.profiles = profiles
     app.state.managed = dict(managed or {})
     app.state.tune_gc = tune_gc
+    app.state.drain = Drain(ShutdownBudget(settings.shutdown_grace_seconds))
+    app.state.drain_on_sigterm = drain_on_sigterm
     install_error_handlers(app)
+    install_database_handlers(app)
     for router in (
         openai_router,  # first: routes are matched in order, and /v1 is the hot path
         health_router,
@@ -310,6 +336,7 @@ def create_app(
     app.state.tracer = provider.get_tracer("chatgate") if provider else None
     if app.state.tracer is not None:
         app.add_middleware(TracingMiddleware, tracer=app.state.tracer)
+    app.add_middleware(DrainGuard, drain=app.state.drain)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -319,7 +346,7 @@ def _document_raw_routes(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        schema = generate()
+        schema = without_fastapi_422(generate())  # our validation errors are 400s
         schema["paths"].update(RELAY_OPENAPI_PATHS)
         return schema
 
@@ -331,4 +358,4 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     # Worker processes are spawned fresh: they set up their own logging.
     configure_from_settings(settings)
-    return create_app(settings, tune_gc=True)
+    return create_app(settings, tune_gc=True, drain_on_sigterm=True)

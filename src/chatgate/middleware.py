@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatgate.errors import error_body
+from chatgate.shutdown import RETRY_AFTER_SECONDS, SHUTTING_DOWN, SHUTTING_DOWN_REFUSAL, Drain
 
 log = logging.getLogger("chatgate.access")
 
@@ -177,6 +178,34 @@ async def _too_large(send: Send, limit: int, headers: list[tuple[bytes, bytes]])
 async def _internal_error(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
     body = error_body("api_error", "Internal server error", "internal_error")
     await send_json(send, 500, body, headers)
+
+
+class DrainGuard:
+    """While the gateway drains (SIGTERM, ``shutdown.Drain``), new requests get a 503 at
+    once, with Retry-After and Connection: close, so clients and load balancers move on;
+    the probes and metrics keep answering. Requests already in flight are not affected.
+    Sits inside ``GatewayMiddleware``, so refusals carry the request id and are logged."""
+
+    ALWAYS_SERVED = frozenset({"/health", "/health/ready", "/metrics"})
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.drain.draining
+            and scope["type"] == "http"
+            and scope["path"] not in self.ALWAYS_SERVED
+        ):
+            body = error_body("service_unavailable", SHUTTING_DOWN_REFUSAL, SHUTTING_DOWN)
+            headers = [
+                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                (b"connection", b"close"),
+            ]
+            await send_json(send, 503, body, headers)
+            return
+        await self.app(scope, receive, send)
 
 
 async def send_json(

@@ -148,6 +148,14 @@ class Settings(BaseSettings):
     max_messages: int = 500
     max_prompt_chars: int = 400_000
     max_tokens_cap: int = 8192
+    max_n: int = 8  # /v1 `n` and legacy `best_of`: answers one request may ask for
+    # HTTP server limits against slow or hostile clients (cli/server_limits.py): the
+    # request line and headers together, the time a client may take to send them, idle
+    # keep-alive, and connections + requests at once (beyond it: 503).
+    max_header_bytes: int = 16 * 1024
+    header_timeout_seconds: float = 15.0
+    keep_alive_seconds: int = 5
+    max_concurrency: int | None = 4096
     # The answer length when neither the request nor the model's profile sets one
     # (default_params.max_tokens): no request runs unbounded on an engine.
     default_max_tokens: int = 2048
@@ -156,6 +164,18 @@ class Settings(BaseSettings):
     generation_orphan_seconds: float = 600.0
     generation_retain_seconds: float = 120.0
     auto_title: bool = True
+    # A running answer saves its text every 2 s; one whose last save is older than this
+    # lease has no live gateway behind it (chat/answers.py) and is ended by any gateway.
+    answer_lease_seconds: float = Field(60.0, ge=4.0)
+
+    # --- durability: what the database cannot take now is journaled under the data dir
+    # and replayed when it is back (usage/outbox.py). 256 MiB keeps a 10-minute outage at
+    # 100 requests/s (60,000 rows of ~0.5 KB) with room to spare.
+    journal_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+
+    # --- shutdown: SIGTERM to exit within this (streams run until it less a margin, then
+    # end with `server_shutting_down`, saved and billed `interrupted`). See shutdown.py.
+    shutdown_grace_seconds: float = Field(30.0, ge=1.0, le=3600.0)
 
     @classmethod
     def settings_customise_sources(
@@ -203,6 +223,10 @@ class Settings(BaseSettings):
     @property
     def secret_file(self) -> Path:
         return self.data_dir / "jwt_secret"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
 
     @property
     def run_dir(self) -> Path:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chatgate.auth.cache import IdentityCache
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
+from chatgate.db.health import DatabaseHealth
 from chatgate.engines.client import EngineClient
 from chatgate.engines.failover import Upstreams
 from chatgate.engines.manager import EngineManager
@@ -17,6 +18,7 @@ from chatgate.engines.registry import ModelRegistry
 from chatgate.limits.service import RateLimiter
 from chatgate.observability.metrics import Metrics
 from chatgate.settings import Settings
+from chatgate.usage.outbox import Outbox
 from chatgate.usage.service import UsageWriter
 
 
@@ -34,6 +36,8 @@ class AppState:
     limits: RateLimiter
     manager: EngineManager
     upstreams: Upstreams  # the one owner of engine requests (admission, routing, release)
+    db_health: DatabaseHealth  # is the database reachable (one log line per outage)
+    outbox: Outbox  # what the database cannot take now: journaled, replayed later
     redis: Redis | None = None
     # API-key identities for a few seconds: one per app, so per worker process.
     identity_cache: IdentityCache = field(default_factory=IdentityCache)

@@ -71,6 +71,14 @@ async def test_compatibility_check_on_given_hardware(gateway: Gateway) -> None:
     assert missing["error"]["code"] == "profile_not_found"
 
 
+async def test_a_length_beyond_the_models_context_is_a_400(gateway: Gateway) -> None:
+    """It was an uncaught ProfileError (500): the query's own bounds cannot know it."""
+    admin = await gateway.account("admin")
+    path = "/api/admin/models/qwen2.5-7b-instruct/check?max_model_len=125702"  # 32k context
+    error = (await get(gateway, admin, path, 400))["error"]
+    assert error["param"] == "max_model_len" and "125702" in error["message"]
+
+
 async def test_engines_show_routing_state(gateway: Gateway) -> None:
     admin = await gateway.account("admin")
     body = await get(gateway, admin, "/api/admin/engines")

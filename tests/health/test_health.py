@@ -114,19 +114,23 @@ async def test_ready_checks_redis_when_configured(
     assert redis["ok"] is True and redis["error"] is None and redis["latency_ms"] >= 0
 
 
-async def test_ready_is_503_when_redis_is_down(tmp_path: Path, upstream: FakeUpstream) -> None:
+async def test_ready_stays_200_degraded_when_redis_is_down(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    # Limits fail open without Redis: taking every gateway out of rotation would turn a
+    # Redis outage into a full one.
     url = f"redis://127.0.0.1:{free_port()}/0"
     async with special_gateway(tmp_path, upstream, redis_url=url) as gw:
         async with gw.client() as http:
             response = await http.get("/health/ready")
-            assert response.status_code == 503
+            assert response.status_code == 200, response.text
             body = response.json()
-            assert body["status"] == "not_ready"
-            assert body["checks"]["redis"]["ok"] is False
+            assert body["status"] == "ready"
+            assert body["checks"]["redis"]["status"] == "degraded (fail-open)"
             assert body["checks"]["redis"]["error"]
             assert body["checks"]["database"]["ok"] is True
-            assert body["checks"]["engines"]["fake-model"]["ok"] is True
-            # Liveness is independent of dependencies.
+            assert "unavailable" not in body
+            # Someone else (not this machine, no admin) sees the verdict, not the error.
             assert (await http.get("/health")).status_code == 200
 
 

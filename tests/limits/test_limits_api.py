@@ -278,6 +278,11 @@ async def test_redis_outage_fails_open_and_recovers(
         during = [(await v1(gateway, account)).status_code for _ in range(3)]
         assert during == [200, 200, 200], "requests keep being served"
         assert await fallback_gauge(gateway) == 1
+        async with gateway.client() as client:
+            ready = await client.get("/health/ready")
+        # Still in rotation: a Redis outage must not take every gateway pod out of service.
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["redis"]["status"] == "degraded (fail-open)"
         own_redis["start"]()
         await asyncio.sleep(0.4)
         assert (await v1(gateway, account)).status_code == 200

@@ -335,8 +335,11 @@ async def test_max_tokens_over_the_cap_is_rejected_before_the_engine(
         ({"model": "fake-model"}, "invalid_messages", "messages"),
         ({"model": "fake-model", "messages": []}, "invalid_messages", "messages"),
         ({"model": "fake-model", "messages": "hello"}, "invalid_messages", "messages"),
-        ({"model": "fake-model", "messages": [{"content": "no role"}]}, "invalid_messages",
-         "messages"),
+        (
+            {"model": "fake-model", "messages": [{"content": "no role"}]},
+            "invalid_messages",
+            "messages.0.role",
+        ),
         ({"messages": [{"role": "user", "content": "hi"}]}, "missing_model", "model"),
         ({"model": "", "messages": [{"role": "user", "content": "hi"}]}, "missing_model", "model"),
         ({**chat_body("hi"), "max_tokens": 0}, "invalid_value", "max_tokens"),
@@ -360,9 +363,7 @@ async def test_invalid_chat_bodies_are_400(
 
 
 async def test_non_object_body_is_400(caller: Caller, http: httpx.AsyncClient) -> None:
-    response = await http.post(
-        "/v1/chat/completions", json=[1, 2, 3], headers=caller.headers()
-    )
+    response = await http.post("/v1/chat/completions", json=[1, 2, 3], headers=caller.headers())
     assert response.status_code == 400
     assert_error_shape(response.json())
     response = await http.post(
@@ -474,9 +475,7 @@ async def test_legacy_completions_need_a_prompt(caller: Caller, http: httpx.Asyn
 # --------------------------------------------------------------------------- engine failures
 
 
-async def test_engine_500_is_502(
-    gateway: Gateway, caller: Caller, http: httpx.AsyncClient
-) -> None:
+async def test_engine_500_is_502(gateway: Gateway, caller: Caller, http: httpx.AsyncClient) -> None:
     for stream in (False, True):
         request_id = rid()
         response = await http.post(
@@ -596,9 +595,7 @@ async def test_mid_stream_crash_sends_an_error_event_then_done(
     assert events[-1].data == "[DONE]"
     error = assert_error_shape(events[-2].data, "engine_disconnected")
     assert error["type"] == "engine_error"
-    contents = [
-        c["delta"].get("content", "") for e in events[:-2] for c in e.data["choices"]
-    ]
+    contents = [c["delta"].get("content", "") for e in events[:-2] for c in e.data["choices"]]
     assert "".join(contents) == "Paris is the"
     row = await one_row(gateway, request_id)
     assert (row.status, row.status_code) == ("error", 502)
@@ -751,10 +748,15 @@ async def test_client_disconnect_while_the_engine_thinks_aborts_it(
 ) -> None:
     """Non-streamed, or streamed before the engine's first byte: the server does not
     cancel the handler, so the gateway must notice the hang-up itself."""
-    async with hanging_engine() as (url, seen), special_gateway(
-        tmp_path_factory.mktemp("gw-hang"), upstream, engines=[f"fake-model={url}"],
-        engine_ttft_timeout=20,
-    ) as gw:
+    async with (
+        hanging_engine() as (url, seen),
+        special_gateway(
+            tmp_path_factory.mktemp("gw-hang"),
+            upstream,
+            engines=[f"fake-model={url}"],
+            engine_ttft_timeout=20,
+        ) as gw,
+    ):
         caller = await new_caller(gw)
         request_id = rid()
 
@@ -830,8 +832,9 @@ async def test_stream_usage_row_uses_engine_usage(
     request_id = rid()
     response = await http.post(
         "/v1/chat/completions",
-        json=chat_body("a b c d e [[chunks=9]]", stream=True,
-                       stream_options={"include_usage": True}),
+        json=chat_body(
+            "a b c d e [[chunks=9]]", stream=True, stream_options={"include_usage": True}
+        ),
         headers=caller.headers(request_id),
     )
     events = parse_sse(response.text)
@@ -848,8 +851,9 @@ async def test_include_usage_without_engine_usage_gets_the_gateways_count(
     request_id = rid()
     response = await http.post(
         "/v1/chat/completions",
-        json=chat_body("hi [[no_usage chunks=6]]", stream=True,
-                       stream_options={"include_usage": True}),
+        json=chat_body(
+            "hi [[no_usage chunks=6]]", stream=True, stream_options={"include_usage": True}
+        ),
         headers=caller.headers(request_id),
     )
     events = parse_sse(response.text)
@@ -923,9 +927,7 @@ async def test_reused_request_id_still_writes_both_rows(
     assert parse_sse(response.text)[-1].data == "[DONE]"
     async with gateway.state.sessionmaker() as db:
         rows = (
-            await db.scalars(
-                select(RequestLog).where(RequestLog.request_id.startswith(request_id))
-            )
+            await db.scalars(select(RequestLog).where(RequestLog.request_id.startswith(request_id)))
         ).all()
     assert len(rows) == 3
     assert {r.status for r in rows} == {"ok"}
@@ -980,8 +982,11 @@ async def test_legacy_completions_relay(
 
 
 async def test_v1_requires_credentials(http: httpx.AsyncClient) -> None:
-    for method, path in (("POST", "/v1/chat/completions"), ("POST", "/v1/completions"),
-                         ("GET", "/v1/models")):
+    for method, path in (
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("GET", "/v1/models"),
+    ):
         response = await http.request(method, path, json=chat_body("hi"))
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
@@ -1091,8 +1096,10 @@ def _upstream(call: Any, response: _StubResponse) -> Any:
 
 
 def _content(word: str, finish: str | None = None) -> bytes:
-    chunk = {"model": "m", "choices": [{"index": 0, "delta": {"content": word},
-                                        "finish_reason": finish}]}
+    chunk = {
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(chunk).encode()
 
 

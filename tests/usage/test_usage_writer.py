@@ -132,6 +132,9 @@ async def test_record_returns_only_after_commit(
         async def execute(self, *args: Any, **kwargs: Any) -> Any:
             return await self.session.execute(*args, **kwargs)
 
+        def get_bind(self) -> Any:
+            return self.session.get_bind()
+
         async def commit(self) -> None:
             await release.wait()
             await self.session.commit()
@@ -229,6 +232,9 @@ class _Broken:
 
     async def __aexit__(self, *exc: Any) -> None:
         return None
+
+    def get_bind(self) -> Any:
+        raise OperationalError("INSERT", {}, Exception("database is down"))
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         raise OperationalError("INSERT", {}, Exception("database is down"))

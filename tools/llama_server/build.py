@@ -46,7 +46,9 @@ PACKAGE = "llama-cpp-python"
 VERSION = "0.3.36"
 SDIST = f"llama_cpp_python-{VERSION}.tar.gz"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-PYPI_JSON = f"https://pypi.org/pypi/{PACKAGE}/{VERSION}/json"
+# The simple index (PEP 691, JSON) is what pip itself reads; the per-release JSON API is
+# not served by every PyPI proxy (a 404 on one build machine).
+PYPI_SIMPLE = f"https://pypi.org/simple/{PACKAGE}/"
 
 # Upstream's x86 variant list (ggml/src/CMakeLists.txt) and the ones we build.
 UPSTREAM_X86_VARIANTS = (
@@ -112,9 +114,12 @@ def fetch_sdist(dest: Path) -> Path:
         return path
     dest.mkdir(parents=True, exist_ok=True)
     say(f"downloading {SDIST} (~77 MB) from PyPI")
-    with urllib.request.urlopen(PYPI_JSON, timeout=60) as response:
-        release = json.load(response)
-    url = next(u["url"] for u in release["urls"] if u["filename"] == SDIST)
+    request = urllib.request.Request(
+        PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        index = json.load(response)
+    url = next(f["url"] for f in index["files"] if f["filename"] == SDIST)
     tmp = path.with_suffix(".part")
     with urllib.request.urlopen(url, timeout=600) as response, tmp.open("wb") as out:
         shutil.copyfileobj(response, out)

@@ -16,14 +16,16 @@ from chatgate.admin.schemas import (
     SwitchOut,
     SwitchState,
 )
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import AdminUser, StateDep
 from chatgate.engines import persist
 from chatgate.engines.compat import CompatReport, detected_hardware, parse_size
 from chatgate.engines.profiles import ProfileError, find_profile
 from chatgate.errors import APIError
 from chatgate.hardware.gpus import gpu_status
+from chatgate.openapi_responses import ADMIN, errors
 
-router = APIRouter(tags=["admin: models"])
+router = APIRouter(tags=["admin: models"], responses=ADMIN, route_class=GatewayRoute)
 
 
 @router.get("/api/admin/hardware")
@@ -47,12 +49,12 @@ async def switch_status(_admin: AdminUser, state: StateDep) -> SwitchState:
     return SwitchState(switch=SwitchOut.model_validate(current.public()) if current else None)
 
 
-@router.post("/api/admin/models/{model_id}/switch", status_code=202)
+@router.post("/api/admin/models/{model_id}/switch", status_code=202, responses=errors(404, 409))
 async def switch(model_id: str, _admin: AdminUser, state: StateDep) -> SwitchOut:
     return SwitchOut.model_validate(state.manager.begin_switch(model_id).public())
 
 
-@router.get("/api/admin/models/{model_id}/check")
+@router.get("/api/admin/models/{model_id}/check", responses=errors(400, 404))
 async def check(
     model_id: str,
     _admin: AdminUser,
@@ -70,7 +72,12 @@ async def check(
         memory = parse_size(gpu_memory) if gpu_memory else None
     except ValueError as exc:
         raise APIError(400, str(exc), "invalid_value", param="gpu_memory") from exc
-    return await service.check(state, profile, gpus, memory, utilization, max_model_len)
+    try:
+        return await service.check(state, profile, gpus, memory, utilization, max_model_len)
+    except ProfileError as exc:
+        # The one override the query's bounds cannot judge: a length beyond the profile's
+        # context (it depends on the model).
+        raise APIError(400, str(exc), "invalid_value", param="max_model_len") from exc
 
 
 async def _set_enabled(model_id: str, enabled: bool, state: StateDep) -> AdminModel:
@@ -81,11 +88,11 @@ async def _set_enabled(model_id: str, enabled: bool, state: StateDep) -> AdminMo
     return service.model_view(model_id, state, hardware)
 
 
-@router.post("/api/admin/models/{model_id}/enable")
+@router.post("/api/admin/models/{model_id}/enable", responses=errors(404, 409))
 async def enable(model_id: str, _admin: AdminUser, state: StateDep) -> AdminModel:
     return await _set_enabled(model_id, True, state)
 
 
-@router.post("/api/admin/models/{model_id}/disable")
+@router.post("/api/admin/models/{model_id}/disable", responses=errors(404, 409))
 async def disable(model_id: str, _admin: AdminUser, state: StateDep) -> AdminModel:
     return await _set_enabled(model_id, False, state)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from chatgate.api_route import GatewayRoute
 from chatgate.auth import service
 from chatgate.auth.schemas import LoginRequest, RefreshRequest, TokenResponse, VerifyResponse
 from chatgate.deps import CurrentUser, DbDep, StateDep, bearer_token
 from chatgate.errors import APIError
+from chatgate.openapi_responses import PUBLIC, errors
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=PUBLIC, route_class=GatewayRoute)
 
 
-@router.post("/login")
+@router.post("/login", responses=errors(400, 401, 403, 413, 429))
 async def login(body: LoginRequest, request: Request, state: StateDep, db: DbDep) -> TokenResponse:
     throttle = state.limits.logins
     ip = request.client.host if request.client else "unknown"
@@ -26,12 +28,12 @@ async def login(body: LoginRequest, request: Request, state: StateDep, db: DbDep
     return tokens
 
 
-@router.post("/refresh")
+@router.post("/refresh", responses=errors(400, 401, 403, 413))
 async def refresh(body: RefreshRequest, state: StateDep, db: DbDep) -> TokenResponse:
     return await service.refresh(db, state.tokens, state.settings, body.refresh_token)
 
 
-@router.get("/verify")
+@router.get("/verify", responses=errors(401, 403))
 async def verify(request: Request, identity: CurrentUser, state: StateDep) -> VerifyResponse:
     token = bearer_token(request)
     claims = state.tokens.decode(token, "access") if token else None
@@ -41,7 +43,7 @@ async def verify(request: Request, identity: CurrentUser, state: StateDep) -> Ve
     )
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=errors(400, 401, 403))
 async def logout(identity: CurrentUser, db: DbDep) -> Response:
     if identity.session_id is None:
         raise APIError(

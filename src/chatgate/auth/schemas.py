@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from chatgate.request_body import RequestBody
 
-class LoginRequest(BaseModel):
+
+class LoginRequest(RequestBody):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -16,7 +18,7 @@ class TokenResponse(BaseModel):
     refresh_expires_in: int
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(RequestBody):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 

@@ -153,4 +153,6 @@ class GenerationManager:
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=10)
+            # Cancelled, each saves what it has (one UPDATE and one row, or the journal):
+            # as long again at most, so the shutdown stays within its grace period.
+            await asyncio.wait(pending, timeout=max(drain_seconds, 1.0))

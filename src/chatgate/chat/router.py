@@ -7,14 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from chatgate.api_route import GatewayRoute
 from chatgate.chat import runner, service
 from chatgate.chat.generations import Generation
 from chatgate.chat.schemas import ChatRequest, StopResponse
 from chatgate.deps import CurrentUser, StateDep
 from chatgate.errors import APIError
 from chatgate.middleware import request_id_of
+from chatgate.openapi_responses import SIGNED_IN, errors
 
-router = APIRouter(prefix="/api/chat", tags=["chat"])
+router = APIRouter(prefix="/api/chat", tags=["chat"], responses=SIGNED_IN, route_class=GatewayRoute)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -26,7 +28,7 @@ def _sse(generation: Generation, after: int) -> StreamingResponse:
     )
 
 
-@router.post("", response_class=StreamingResponse)
+@router.post("", response_class=StreamingResponse, responses=errors(400, 404, 409, 413, 429, 503))
 async def chat(
     body: ChatRequest, request: Request, identity: CurrentUser, state: StateDep
 ) -> StreamingResponse:
@@ -56,7 +58,7 @@ def _last_event_id(header: str | None, query: int | None) -> int:
         raise APIError(400, "Last-Event-ID must be an integer", "invalid_event_id") from exc
 
 
-@router.get("/{generation_id}/stream", response_class=StreamingResponse)
+@router.get("/{generation_id}/stream", response_class=StreamingResponse, responses=errors(400, 404))
 async def resume(
     generation_id: str,
     identity: CurrentUser,
@@ -69,7 +71,7 @@ async def resume(
     return _sse(generation, _last_event_id(last_event_id, after))
 
 
-@router.post("/{generation_id}/stop")
+@router.post("/{generation_id}/stop", responses=errors(404))
 async def stop(generation_id: str, identity: CurrentUser, state: StateDep) -> StopResponse:
     generation = state.generations.get(generation_id, identity.user_id)
     return StopResponse(generation_id=generation.id, stopped=generation.stop())

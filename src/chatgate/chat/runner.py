@@ -12,16 +12,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
-
 from chatgate.chat import titles
+from chatgate.chat.answers import FinalAnswer, record_key
+from chatgate.chat.checkpoints import Checkpoints
 from chatgate.chat.service import ChatJob
-from chatgate.db.models import Conversation, Message, utcnow
 from chatgate.engines.client import EngineError, parse_data_line
 from chatgate.engines.failover import EngineCall, Upstream
 from chatgate.engines.pool import Ticket
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
 from chatgate.errors import APIError, error_body
+from chatgate.shutdown import SHUTTING_DOWN, ServerShuttingDown
 from chatgate.state import AppState
 from chatgate.usage.record import usage_row
 
@@ -43,6 +43,8 @@ async def run(state: AppState, job: ChatJob) -> None:
         outcome = await _relay(state, job, call, stats)
     except asyncio.CancelledError:
         outcome = Outcome("interrupted", "stopped", "The answer was stopped", 499)
+    except ServerShuttingDown as exc:  # the drain deadline: saved as far as it got
+        outcome = Outcome("interrupted", exc.code, exc.message, exc.status_code)
     except EngineError as exc:
         log.warning("generation %s failed: %s", job.generation.id, exc.message)
         outcome = Outcome("error", exc.code, exc.message, exc.status_code)
@@ -75,8 +77,15 @@ def engine_call(job: ChatJob) -> EngineCall:
 
 
 async def _relay(state: AppState, job: ChatJob, call: EngineCall, stats: StreamStats) -> Outcome:
+    checkpoints = Checkpoints(
+        state.outbox,
+        job.assistant_message_id,
+        stats,
+        estimate_prompt_tokens(job.messages),
+        heartbeat=state.settings.answer_lease_seconds / 4,
+    )
     # Failover happens in here, before anything was published to the client.
-    async with state.upstreams.stream(call) as upstream:
+    async with checkpoints, state.upstreams.stream(call) as upstream:
         await _publish(job, upstream, stats)
     if stats.finish_reason is None:
         return Outcome(
@@ -106,23 +115,7 @@ async def _finish(
     generation = job.generation
     prompt_tokens = stats.input_tokens(estimate_prompt_tokens(job.messages))
     completion_tokens = stats.output_tokens()
-    try:
-        await _save_message(state, job, stats, outcome, prompt_tokens, completion_tokens)
-        await state.usage.record(
-            usage_row(
-                call,
-                job.identity,
-                "chat",
-                stats,
-                status={"complete": "ok"}.get(outcome.status, outcome.status),
-                status_code=outcome.status_code,
-                error=outcome.error_message,
-                prompt_estimate=prompt_tokens,
-            )
-        )
-    except Exception:
-        log.exception("saving generation %s failed", generation.id)
-        outcome = Outcome("error", "storage_error", "The answer could not be saved", 503)
+    outcome = await _save(state, job, call, stats, outcome, prompt_tokens)
     if job.admission is not None:
         await state.limits.finish(job.admission, prompt_tokens + completion_tokens)
     usage = {
@@ -133,7 +126,7 @@ async def _finish(
         "latency_ms": stats.latency_ms(),
     }
     generation.publish("usage", usage)
-    if outcome.status == "error":
+    if outcome.status == "error" or outcome.error_code == SHUTTING_DOWN:
         body = error_body("engine_error", outcome.error_message or "", outcome.error_code or "")
         generation.publish("error", body)
     generation.publish(
@@ -150,30 +143,41 @@ async def _finish(
         titles.schedule(state, job, stats.text)
 
 
-async def _save_message(
+async def _save(
     state: AppState,
     job: ChatJob,
+    call: EngineCall,
     stats: StreamStats,
     outcome: Outcome,
     prompt_tokens: int,
-    completion_tokens: int,
-) -> None:
-    async with state.sessionmaker() as db:
-        await db.execute(
-            update(Message)
-            .where(Message.id == job.assistant_message_id)
-            .values(
-                content=stats.text,
-                status=outcome.status,
-                token_in=prompt_tokens,
-                token_out=completion_tokens,
-                finish_reason=stats.finish_reason,
-                error=outcome.error_message if outcome.status != "complete" else None,
-            )
-        )
-        await db.execute(
-            update(Conversation)
-            .where(Conversation.id == job.conversation_id)
-            .values(updated_at=utcnow())
-        )
-        await db.commit()
+) -> Outcome:
+    """The answer and its usage row: saved, or journaled while the database is away
+    (either way kept); the outcome to tell the client."""
+    answer = FinalAnswer(
+        message_id=job.assistant_message_id,
+        conversation_id=job.conversation_id,
+        content=stats.text,
+        status=outcome.status,
+        token_in=prompt_tokens,
+        token_out=stats.output_tokens(),
+        finish_reason=stats.finish_reason,
+        error=outcome.error_message if outcome.status != "complete" else None,
+    )
+    row = usage_row(
+        call,
+        job.identity,
+        "chat",
+        stats,
+        status={"complete": "ok"}.get(outcome.status, outcome.status),
+        status_code=outcome.status_code,
+        error=outcome.error_message,
+        prompt_estimate=prompt_tokens,
+    )
+    row.record_key = record_key(job.assistant_message_id)
+    try:
+        await state.outbox.save_answer(answer)
+        await state.usage.record(row)
+    except Exception:
+        log.exception("saving generation %s failed", job.generation.id)
+        return Outcome("error", "storage_error", "The answer could not be saved", 503)
+    return outcome

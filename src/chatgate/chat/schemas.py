@@ -4,22 +4,26 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from chatgate.request_body import JsonInt, PositiveJsonInt, RequestBody, RowIdJsonInt
+from chatgate.sampling import Penalty, Temperature, TopP
 
-class ChatMessageIn(BaseModel):
+
+class ChatMessageIn(RequestBody):
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=1_000_000)
 
 
-class SamplingParams(BaseModel):
+class SamplingParams(RequestBody):
     """Sampling parameters a chat may set; anything else is not sent to the engine."""
 
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    # The ranges are shared with /v1 and the users' saved defaults (chatgate.sampling).
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: PositiveJsonInt | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    seed: JsonInt | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
     logit_bias: dict[str, float] | None = None
 
 
@@ -31,7 +35,7 @@ class ChatRequest(SamplingParams):
     system_prompt: str | None = Field(default=None, max_length=100_000)
     # Branching: answer again after this user message (regenerate), or put the new
     # message after this one (edit and resend; null = a new first message).
-    parent_id: int | None = None
+    parent_id: RowIdJsonInt | None = None
     regenerate: bool = False
 
     @property

@@ -186,6 +186,7 @@ async def prepare(
             conversation.title = _fallback_title(str(to_store[-1]["content"]))
             conversation.system_prompt = body_system or conversation.system_prompt
         user_message_id, assistant = await _store_turn(db, conversation, prior, to_store, model)
+        assistant.request_id = request_id
         await db.commit()
 
     generation = Generation(uuid.uuid4().hex, identity.user_id, conversation.id)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 
+from chatgate.db.health import is_outage
 from chatgate.db.models import Conversation
 from chatgate.engines.client import EngineError
 from chatgate.engines.failover import EngineCall
@@ -71,12 +72,18 @@ async def _title(state: AppState, job: ChatJob, message: str) -> None:
         return
     if title is None:
         return
-    async with state.sessionmaker() as db:
-        await db.execute(
-            update(Conversation)
-            .where(
-                Conversation.id == job.conversation_id, Conversation.title == job.events["title"]
+    try:
+        async with state.sessionmaker() as db:
+            await db.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == job.conversation_id,
+                    Conversation.title == job.events["title"],
+                )
+                .values(title=title)
             )
-            .values(title=title)
-        )
-        await db.commit()
+            await db.commit()
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        state.db_health.failed(exc)  # the fallback title stays: nothing is lost

@@ -174,8 +174,16 @@ def _log_mentions_admin_password(log_path: Path, log_offset: int) -> bool:
 # --------------------------------------------------------------------------- stop
 
 
-def stop_gateway(settings: Settings, timeout: float) -> None:
-    """Stop the recorded gateway (if any), then any engine it left behind. Exits 1 on failure."""
+# After the gateway's own drain (its grace period): the embedded engine stops, the
+# process exits. A SIGKILL before then would cut the drain that SIGTERM started.
+STOP_MARGIN_SECONDS = 15.0
+
+
+def stop_gateway(settings: Settings, timeout: float | None) -> None:
+    """Stop the recorded gateway (if any), then any engine it left behind. Exits 1 on failure.
+    ``timeout``: before SIGKILL; by default the gateway's grace period plus a margin."""
+    if timeout is None:
+        timeout = settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
     path = pid_file(settings)
     record = live_record(settings)
     if record is None:

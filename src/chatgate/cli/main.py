@@ -18,10 +18,12 @@ from chatgate.cli.backup import backup_app
 from chatgate.cli.engine_start import EngineStartError, start_engine
 from chatgate.cli.limits import limits_app
 from chatgate.cli.models import models_app
+from chatgate.cli.server_limits import uvicorn_limits
 from chatgate.cli.usage import usage_app
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.observability.logging import configure_from_settings
 from chatgate.settings import Settings
+from chatgate.shutdown import ShutdownBudget
 
 app = typer.Typer(
     help="chatgate: self-hosted LLM chat service",
@@ -40,8 +42,6 @@ app.add_typer(models_app, name="models")
 hardware.register(app)  # `chatgate hardware`
 doctor.register(app)  # `chatgate doctor`
 service.register(app)
-
-GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def say(message: str) -> None:
@@ -94,8 +94,11 @@ def _run_uvicorn(settings: Settings, managed: dict[str, EngineSupervisor]) -> No
         "log_level": settings.log_level,
         "access_log": False,
         "log_config": None,  # our structured logging, not uvicorn's own
-        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        # The app drains on SIGTERM first (shutdown.py); uvicorn's own wait for open
+        # connections comes after and is a share of the same grace period's margin.
+        "timeout_graceful_shutdown": ShutdownBudget(settings.shutdown_grace_seconds).server_seconds,
     }
+    common.update(uvicorn_limits(settings))  # header size and time caps, keep-alive
     if settings.workers > 1:
         # Workers rebuild their settings from the environment.
         os.environ["CHATGATE_ENGINES"] = ",".join(settings.engines)
@@ -106,7 +109,8 @@ def _run_uvicorn(settings: Settings, managed: dict[str, EngineSupervisor]) -> No
         uvicorn.run("chatgate.app:app_from_env", factory=True, workers=settings.workers, **common)
         return
     # One process: the app takes the engine over, so admins can switch models.
-    uvicorn.run(create_app(settings, managed=managed, tune_gc=True), **common)
+    app = create_app(settings, managed=managed, tune_gc=True, drain_on_sigterm=True)
+    uvicorn.run(app, **common)
 
 
 @app.command()

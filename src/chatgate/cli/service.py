@@ -98,19 +98,20 @@ def start(
     start_gateway(load_settings(), serve_args, serve_command(serve_args), wait, timeout)
 
 
+_STOP_HELP = (
+    "Seconds to wait after SIGTERM before SIGKILL (default: CHATGATE_SHUTDOWN_GRACE_SECONDS "
+    "plus a margin for the embedded engine to stop)."
+)
+
 def stop(
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")
-    ] = 30.0,
+    timeout: Annotated[float | None, typer.Option(help=_STOP_HELP)] = None,
 ) -> None:
     """Stop the background gateway (SIGTERM, then SIGKILL after --timeout)."""
     stop_gateway(load_settings(), timeout)
 
 
 def restart(
-    stop_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")
-    ] = 30.0,
+    stop_timeout: Annotated[float | None, typer.Option(help=_STOP_HELP)] = None,
     wait: WaitOption = True,
     timeout: StartTimeoutOption = 900.0,
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from chatgate.api_route import GatewayRoute
 from chatgate.conversations import service
 from chatgate.conversations.schemas import (
     ConversationCreate,
@@ -18,11 +19,17 @@ from chatgate.conversations.schemas import (
     MessageOut,
 )
 from chatgate.deps import CurrentUser, DbDep, StateDep
+from chatgate.openapi_responses import SIGNED_IN, errors
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+router = APIRouter(
+    prefix="/api/conversations",
+    tags=["conversations"],
+    responses=SIGNED_IN,
+    route_class=GatewayRoute,
+)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(400, 413))
 async def create_conversation(
     body: ConversationCreate, identity: CurrentUser, db: DbDep
 ) -> ConversationOut:
@@ -33,7 +40,7 @@ async def create_conversation(
     return ConversationOut.model_validate(conversation)
 
 
-@router.get("")
+@router.get("", responses=errors(400))
 async def list_conversations(
     identity: CurrentUser,
     db: DbDep,
@@ -50,7 +57,7 @@ async def list_conversations(
     )
 
 
-@router.post("/import", status_code=201)
+@router.post("/import", status_code=201, responses=errors(400, 413))
 async def import_conversation(
     body: ConversationImport, identity: CurrentUser, db: DbDep
 ) -> ConversationOut:
@@ -59,7 +66,7 @@ async def import_conversation(
     return ConversationOut.model_validate(conversation)
 
 
-@router.get("/{conversation_id}")
+@router.get("/{conversation_id}", responses=errors(404))
 async def get_conversation(
     conversation_id: str, identity: CurrentUser, db: DbDep, state: StateDep
 ) -> ConversationDetail:
@@ -73,7 +80,7 @@ async def get_conversation(
     )
 
 
-@router.patch("/{conversation_id}")
+@router.patch("/{conversation_id}", responses=errors(400, 404, 413))
 async def update_conversation(
     conversation_id: str, body: ConversationUpdate, identity: CurrentUser, db: DbDep
 ) -> ConversationOut:
@@ -82,7 +89,7 @@ async def update_conversation(
     return ConversationOut.model_validate(conversation)
 
 
-@router.delete("/{conversation_id}", status_code=204)
+@router.delete("/{conversation_id}", status_code=204, responses=errors(404))
 async def delete_conversation(
     conversation_id: str, identity: CurrentUser, db: DbDep, state: StateDep
 ) -> Response:
@@ -94,7 +101,17 @@ async def delete_conversation(
     return Response(status_code=204)
 
 
-@router.get("/{conversation_id}/export", response_model=None)
+@router.get(
+    "/{conversation_id}/export",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The conversation as JSON, or as Markdown with `format=markdown`",
+            "content": {"application/json": {}, "text/markdown": {"schema": {"type": "string"}}},
+        },
+        **errors(400, 404),
+    },
+)
 async def export_conversation(
     conversation_id: str,
     identity: CurrentUser,

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from chatgate.request_body import RequestBody
 
 
 class MessageOut(BaseModel):
@@ -44,19 +47,20 @@ class ConversationPage(BaseModel):
     next_cursor: str | None
 
 
-class ConversationCreate(BaseModel):
+class ConversationCreate(RequestBody):
     title: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=128)
     system_prompt: str | None = Field(default=None, max_length=20_000)
 
 
-class ConversationUpdate(BaseModel):
+class ConversationUpdate(RequestBody):
     """Omitted fields stay as they are; null clears ``model`` and ``system_prompt``."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    # May be omitted, not null (SkipJsonSchema: the schema says so too).
+    title: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
     model: str | None = Field(default=None, max_length=128)
     system_prompt: str | None = Field(default=None, max_length=20_000)
-    archived: bool | None = None
+    archived: bool | SkipJsonSchema[None] = None
 
     @field_validator("title", "archived")
     @classmethod
@@ -67,14 +71,14 @@ class ConversationUpdate(BaseModel):
         return value
 
 
-class ImportedMessage(BaseModel):
+class ImportedMessage(RequestBody):
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=1_000_000)
     model: str | None = None
     status: Literal["complete", "interrupted", "error"] = "complete"
 
 
-class ConversationImport(BaseModel):
+class ConversationImport(RequestBody):
     title: str = Field(default="Imported chat", max_length=200)
     model: str | None = Field(default=None, max_length=128)
     system_prompt: str | None = Field(default=None, max_length=20_000)

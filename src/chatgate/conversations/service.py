@@ -19,7 +19,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.conversations.schemas import ConversationImport
@@ -219,17 +218,6 @@ async def import_conversation(db: AsyncSession, user_id: int, data: Conversation
         parent = message.id
     await db.commit()
     return conversation.id
-
-
-async def mark_stale_pending(db: AsyncSession) -> int:
-    """Messages still 'pending' from a previous process can never finish: interrupted."""
-    result = await db.execute(
-        sql_update(Message)
-        .where(Message.status == "pending")
-        .values(status="interrupted", error="The server stopped during this answer")
-    )
-    await db.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def export_markdown(conversation: Conversation, messages: list[Message]) -> str:

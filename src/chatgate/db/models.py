@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -154,11 +155,22 @@ class Conversation(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        Index(
+            "ix_messages_pending",
+            "checkpoint_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    # Indexed: deleting a message looks up its children (migration 0006).
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
     # pending (generation running) | complete | interrupted | error
@@ -169,6 +181,11 @@ class Message(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The request that generates it (an assistant answer): logs and usage rows join here.
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # While pending: the last time its generation saved its text. A pending answer whose
+    # checkpoint is old has no live generation (its gateway died): any gateway may end it.
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class RequestLog(Base):
@@ -181,6 +198,9 @@ class RequestLog(Base):
         # Not unique: clients may resend their own X-Request-ID.
         Index("ix_requests_request_id", "request_id"),
         Index("ix_requests_api_key_created", "api_key_id", "created_at"),
+        # A row written twice under one key (replayed from the journal, or a web answer
+        # billed first as interrupted by a sweeper) stays one row.
+        Index("ux_requests_record_key", "record_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -200,4 +220,5 @@ class RequestLog(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Time it waited in the gateway's queue for an engine slot (None: it never queued).
     queue_ms: Mapped[float | None] = mapped_column()
+    record_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from chatgate.engines.pool import EnginePools, Ticket
 from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
+from chatgate.shutdown import Drain, Flight, ServerShuttingDown
 
 log = logging.getLogger("chatgate.engines")
 
@@ -79,6 +80,7 @@ class Upstream:
     rest: AsyncGenerator[list[bytes], None]
     completed: bool = False  # read to its end: the connection can be reused
     error: EngineError | None = None  # how it broke mid-stream (reported by the owner)
+    flight: Flight | None = None  # the drain closes the response at its deadline
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
         """The lines in the batches they arrived in (the head first, as one)."""
@@ -89,6 +91,10 @@ class Upstream:
                 yield batch
             self.completed = True
         except EngineError as exc:
+            if self.flight is not None and self.flight.interrupted:
+                # The read failed because the drain closed the response, not the engine.
+                self.error = ServerShuttingDown()
+                raise self.error from exc
             self.error = exc
             raise
         finally:
@@ -123,45 +129,55 @@ class Upstreams:
     client: EngineClient
     metrics: Metrics | None = None
     pools: EnginePools | None = None  # None: no admission queue (tools, tests)
+    drain: Drain | None = None  # None: nothing cuts requests short (tools, tests)
 
     @asynccontextmanager
     async def stream(self, call: EngineCall) -> AsyncIterator[Upstream]:
         """``async with upstreams.stream(call) as upstream:`` waits for a slot, opens a
         primed stream (failing over while nothing reached the client), and on exit
-        releases or aborts it, reports a mid-stream failure and frees the slot."""
-        grant = await self._admit(call)
-        upstream: Upstream | None = None
-        try:
-            upstream = await self._with_failover(call, self._opener(call))
-            self.registry.record_success(upstream.endpoint)
-            if self.metrics is not None:
-                self.metrics.active_streams.inc()
-            yield upstream
-        finally:
-            if upstream is not None:
+        releases or aborts it, reports a mid-stream failure and frees the slot. At the
+        drain deadline the wait, the opening or the stream ends in ServerShuttingDown."""
+        with self._track() as flight:
+            grant: Grant | None = None
+            upstream: Upstream | None = None
+            try:
+                async with flight.interruptible():
+                    grant = await self._admit(call)
+                    upstream = await self._with_failover(call, self._opener(call))
+                upstream.flight = flight
+                flight.hold(upstream.response)
+                self.registry.record_success(upstream.endpoint)
                 if self.metrics is not None:
-                    self.metrics.active_streams.dec()
-                if upstream.error is not None:
-                    self.failed(upstream.endpoint, upstream.error)  # never retried
-                await upstream.close()
-            self._release(call, grant)
+                    self.metrics.active_streams.inc()
+                yield upstream
+            finally:
+                if upstream is not None:
+                    if self.metrics is not None:
+                        self.metrics.active_streams.dec()
+                    if upstream.error is not None:
+                        self.failed(upstream.endpoint, upstream.error)  # never retried
+                    await upstream.close()
+                self._release(call, grant)
 
     async def fetch(self, call: EngineCall) -> dict[str, Any]:
         """A non-streamed answer: nothing reaches the client before it is complete, so
-        every engine fault may be retried elsewhere."""
-        grant = await self._admit(call)
-        try:
+        every engine fault may be retried elsewhere (until the drain deadline)."""
 
-            async def attempt(endpoint: Endpoint) -> tuple[Endpoint, dict[str, Any]]:
-                body = {**call.payload, "model": endpoint.upstream_model}
-                data = await _fetch_once(self.client, endpoint, call.path, body, call.request_id)
-                return endpoint, data
+        async def attempt(endpoint: Endpoint) -> tuple[Endpoint, dict[str, Any]]:
+            body = {**call.payload, "model": endpoint.upstream_model}
+            data = await _fetch_once(self.client, endpoint, call.path, body, call.request_id)
+            return endpoint, data
 
-            endpoint, data = await self._with_failover(call, attempt)
-            self.registry.record_success(endpoint)
-            return data
-        finally:
-            self._release(call, grant)
+        with self._track() as flight:
+            grant: Grant | None = None
+            try:
+                async with flight.interruptible():
+                    grant = await self._admit(call)
+                    endpoint, data = await self._with_failover(call, attempt)
+                self.registry.record_success(endpoint)
+                return data
+            finally:
+                self._release(call, grant)
 
     def failed(self, endpoint: Endpoint, exc: EngineError) -> None:
         """An engine-side failure (also mid-stream) counts against the replica."""
@@ -170,6 +186,11 @@ class Upstreams:
         self.registry.record_failure(endpoint, exc.message)
         if self.metrics is not None:
             self.metrics.engine_failures.labels(endpoint.name, exc.code).inc()
+
+    def _track(self) -> AbstractContextManager[Flight]:
+        """The request's registration with the drain (a flight nothing cuts short
+        without one)."""
+        return self.drain.track() if self.drain is not None else nullcontext(Flight())
 
     def _opener(self, call: EngineCall) -> Callable[[Endpoint], Awaitable[Upstream]]:
         async def attempt(endpoint: Endpoint) -> Upstream:

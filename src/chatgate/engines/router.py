@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import CurrentUser, StateDep
 from chatgate.errors import APIError
+from chatgate.openapi_responses import SIGNED_IN
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=SIGNED_IN, route_class=GatewayRoute)
 
 
 @router.get("/api/models")

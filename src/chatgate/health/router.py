@@ -16,13 +16,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from chatgate import __version__
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import StateDep, identify, is_loopback
 from chatgate.engines.health import check_endpoint
 from chatgate.engines.registry import failure_sentence
 from chatgate.errors import APIError
+from chatgate.openapi_responses import PUBLIC
+from chatgate.shutdown import Drain
 from chatgate.state import AppState
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=PUBLIC, route_class=GatewayRoute)
 
 
 @router.get("/health")
@@ -37,7 +40,9 @@ async def _check_database(state: AppState) -> dict[str, Any]:
             async with state.db.connect() as conn:
                 await conn.execute(text("SELECT 1"))
     except Exception as exc:  # reported in the probe's answer
+        state.db_health.failed(exc)
         return {"ok": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    state.db_health.ok()
     seconds = time.perf_counter() - started
     state.metrics.db_latency.labels("probe").observe(seconds)
     return {"ok": True, "latency_ms": round(seconds * 1000, 2), "error": None}
@@ -50,8 +55,16 @@ async def _check_redis(state: AppState) -> dict[str, Any]:
         async with asyncio.timeout(3):
             await state.redis.ping()
     except Exception as exc:  # reported in the probe's answer
-        return {"ok": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        # Limits fall back to per-process counters (limits/store.py): requests still work,
+        # so the gateway stays in rotation and says it is degraded.
+        return {
+            "ok": True,
+            "status": "degraded (fail-open)",
+            "latency_ms": None,
+            "error": f"{type(exc).__name__}: {exc}"[:300],
+        }
     return {
+        "status": "ok",
         "ok": True,
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         "error": None,
@@ -86,8 +99,19 @@ async def _check_engines(state: AppState) -> dict[str, Any]:
     return result
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    responses={
+        503: {
+            "description": "Not ready: `unavailable` names the dependencies that are down "
+            "(or the status is `shutting_down`); the same body as when ready",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def ready(request: Request, state: StateDep) -> JSONResponse:
+    if _draining(request):  # out of rotation at once; the streams in flight still run
+        return JSONResponse(SHUTTING_DOWN_READY, status_code=503)
     checks: dict[str, Any] = {"database": await _check_database(state)}
     if state.redis is not None:
         checks["redis"] = await _check_redis(state)
@@ -99,8 +123,23 @@ async def ready(request: Request, state: StateDep) -> JSONResponse:
     )
     if not await _sees_details(request, state):
         checks = _verdicts_only(checks)
-    body = {"status": "ready" if ok else "not_ready", "checks": checks}
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    down = [name for name, check in checks.items() if name != "engines" and not check["ok"]]
+    if down:
+        body["unavailable"] = down  # which dependency requests cannot do without
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+SHUTTING_DOWN_READY = {
+    "status": "shutting_down",
+    "message": "The gateway is shutting down: it finishes what runs and takes no new requests",
+    "checks": {},
+}
+
+
+def _draining(request: Request) -> bool:
+    drain: Drain | None = getattr(request.app.state, "drain", None)
+    return drain is not None and drain.draining
 
 
 async def _sees_details(request: Request, state: AppState) -> bool:
@@ -135,4 +174,6 @@ def _verdicts_only(checks: dict[str, Any]) -> dict[str, Any]:
             }
         else:
             redacted[name] = {"ok": check["ok"], "latency_ms": check["latency_ms"]}
+            if "status" in check:
+                redacted[name]["status"] = check["status"]
     return redacted

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import CurrentUser, DbDep
 from chatgate.keys import service
 from chatgate.keys.schemas import KeyCreate, KeyCreated, KeyList, KeyOut
+from chatgate.openapi_responses import SIGNED_IN, errors
+from chatgate.params import RowId
 
-router = APIRouter(prefix="/api/keys", tags=["keys"])
+router = APIRouter(prefix="/api/keys", tags=["keys"], responses=SIGNED_IN, route_class=GatewayRoute)
 
 
 @router.get("")
@@ -17,7 +20,7 @@ async def list_keys(identity: CurrentUser, db: DbDep) -> KeyList:
     return KeyList(keys=[KeyOut.model_validate(row) for row in rows])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(400, 413))
 async def create_key(body: KeyCreate, identity: CurrentUser, db: DbDep) -> KeyCreated:
     row, plaintext = await service.create_key(
         db,
@@ -30,6 +33,6 @@ async def create_key(body: KeyCreate, identity: CurrentUser, db: DbDep) -> KeyCr
     return KeyCreated(**KeyOut.model_validate(row).model_dump(), key=plaintext)
 
 
-@router.delete("/{key_id}")
-async def revoke_key(key_id: int, identity: CurrentUser, db: DbDep) -> KeyOut:
+@router.delete("/{key_id}", responses=errors(400, 404))
+async def revoke_key(key_id: RowId, identity: CurrentUser, db: DbDep) -> KeyOut:
     return KeyOut.model_validate(await service.revoke_key(db, identity.user_id, key_id))

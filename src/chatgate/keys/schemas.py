@@ -7,6 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from chatgate.auth.scopes import Scope
 from chatgate.limits.policy import LimitPolicy
+from chatgate.request_body import IsoDateTime, JsonInt, RequestBody
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -23,14 +24,14 @@ def _valid_limits(value: dict[str, int | None]) -> dict[str, int | None]:
     return value
 
 
-UTCTimestamp = Annotated[datetime | None, AfterValidator(_as_utc)]
+UTCTimestamp = Annotated[IsoDateTime | None, AfterValidator(_as_utc)]
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestBody):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(default_factory=list, max_length=8)
     expires_at: UTCTimestamp = None
-    limits: Annotated[dict[str, int | None], AfterValidator(_valid_limits)] = Field(
+    limits: Annotated[dict[str, JsonInt | None], AfterValidator(_valid_limits)] = Field(
         default_factory=dict
     )
 

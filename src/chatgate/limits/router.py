@@ -5,19 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import AdminUser, CurrentUser, DbDep, StateDep
 from chatgate.limits import admin
 from chatgate.limits.policy import LimitPolicy
+from chatgate.limits.schemas import LimitChanges
 from chatgate.limits.service import period_start
+from chatgate.openapi_responses import SIGNED_IN, errors
+from chatgate.params import RowId
 
-router = APIRouter(tags=["limits"])
-
-LimitChanges = Body(
-    ...,
-    examples=[{"requests_per_minute": 60, "tokens_per_day": 200000, "concurrent_streams": None}],
-)
+router = APIRouter(tags=["limits"], responses=SIGNED_IN, route_class=GatewayRoute)
 
 
 @router.get("/api/admin/limits")
@@ -28,32 +27,35 @@ async def role_limits(_admin: AdminUser, state: StateDep) -> dict[str, Any]:
     }
 
 
-@router.put("/api/admin/limits/roles/{role}")
+@router.put("/api/admin/limits/roles/{role}", responses=errors(400, 404, 413))
 async def put_role_limits(
     role: str,
     _admin: AdminUser,
     db: DbDep,
     state: StateDep,
-    changes: dict[str, Any] = LimitChanges,
+    changes: LimitChanges,
 ) -> dict[str, Any]:
-    overrides = await admin.set_role_limits(db, role, changes)
+    overrides = await admin.set_role_limits(db, role, changes.changes())
     state.limits.invalidate_roles()
     effective = await state.limits.role_policy(role)
     return {"role": role, "overrides": overrides, "effective": effective.model_dump()}
 
 
-@router.put("/api/admin/users/{user_id}/limits")
+@router.put("/api/admin/users/{user_id}/limits", responses=errors(400, 404, 413))
 async def put_user_limits(
-    user_id: int, _admin: AdminUser, db: DbDep, changes: dict[str, Any] = LimitChanges
+    user_id: RowId, _admin: AdminUser, db: DbDep, changes: LimitChanges
 ) -> dict[str, Any]:
-    return {"user_id": user_id, "limits": await admin.set_user_limits(db, user_id, changes)}
+    return {
+        "user_id": user_id,
+        "limits": await admin.set_user_limits(db, user_id, changes.changes()),
+    }
 
 
-@router.put("/api/admin/keys/{key_id}/limits")
+@router.put("/api/admin/keys/{key_id}/limits", responses=errors(400, 404, 413))
 async def put_key_limits(
-    key_id: int, _admin: AdminUser, db: DbDep, changes: dict[str, Any] = LimitChanges
+    key_id: RowId, _admin: AdminUser, db: DbDep, changes: LimitChanges
 ) -> dict[str, Any]:
-    return {"key_id": key_id, "limits": await admin.set_key_limits(db, key_id, changes)}
+    return {"key_id": key_id, "limits": await admin.set_key_limits(db, key_id, changes.changes())}
 
 
 @router.get("/api/limits/me")

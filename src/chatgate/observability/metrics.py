@@ -98,6 +98,11 @@ class Metrics:
             "1 while Redis is unreachable and limits are enforced per process",
             registry=r,
         )
+        self.admission_fallback = Gauge(
+            "chatgate_admission_fallback",
+            "1 while Redis is unreachable and engine slots are admitted per process",
+            registry=r,
+        )
         self.engine_up = Gauge(
             "chatgate_engine_up",
             "1 if the engine endpoint passed its last health check",
@@ -203,6 +208,30 @@ class Metrics:
         )
         self.usage_write_failures = Counter(
             "chatgate_usage_write_failures_total", "Usage rows the database refused", registry=r
+        )
+        self.database_up = Gauge(
+            "chatgate_database_up", "1 while the database answers this gateway", registry=r
+        )
+        self.journal_entries = Gauge(
+            "chatgate_journal_entries",
+            "Usage rows and answers journaled locally, waiting for the database",
+            registry=r,
+        )
+        self.journal_bytes = Gauge(
+            "chatgate_journal_bytes", "Size of the local journal", registry=r
+        )
+        self.journal_oldest_age = Gauge(
+            "chatgate_journal_oldest_age_seconds",
+            "Age of the oldest journaled entry not yet in the database",
+            registry=r,
+        )
+        self.journal_written = Counter(
+            "chatgate_journal_written_total", "Entries written to the local journal", registry=r
+        )
+        self.journal_replayed = Counter(
+            "chatgate_journal_replayed_total",
+            "Journaled entries written to the database on replay",
+            registry=r,
         )
         self.gpu_memory_used = Gauge(
             "chatgate_gpu_memory_used_bytes", "GPU memory in use", ["gpu"], registry=r

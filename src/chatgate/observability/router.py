@@ -8,12 +8,13 @@ import hmac
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import StateDep, bearer_token
 from chatgate.errors import unauthorized
 from chatgate.hardware.gpus import gpu_status
 from chatgate.observability.metrics import Metrics
 
-router = APIRouter(tags=["observability"])
+router = APIRouter(tags=["observability"], route_class=GatewayRoute)
 
 
 def record_gpus(metrics: Metrics, status: dict[str, object]) -> None:

@@ -8,11 +8,14 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.routing import Route
 
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import CurrentUser, StateDep
 from chatgate.errors import APIError
 from chatgate.openai_api.endpoint import RelayEndpoint
+from chatgate.openai_api.request_schemas import CHAT_REQUEST, COMPLETION_REQUEST
+from chatgate.openapi_responses import SIGNED_IN, errors, openapi_errors
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=SIGNED_IN, route_class=GatewayRoute)
 
 # The relayed routes are raw ASGI (openai_api.endpoint): FastAPI neither parses their
 # bodies nor documents them, so their OpenAPI entries are written out here.
@@ -22,8 +25,7 @@ router.routes += [
 ]
 
 
-def _relay_operation(summary: str, required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "additionalProperties": True}
+def _relay_operation(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
     sse = {"schema": {"type": "string", "description": "SSE events, ending in data: [DONE]"}}
     return {
         "post": {
@@ -35,15 +37,18 @@ def _relay_operation(summary: str, required: list[str]) -> dict[str, Any]:
                     "description": "The answer (JSON), or its stream when `stream` is true",
                     "content": {"application/json": {}, "text/event-stream": sse},
                 },
-                "default": {"description": "An error: {error: {type, message, code, param}}"},
+                # 400: the body (`param` names the field); 400, 413, 422, 429: the engine
+                # refused it (its status and reason are passed on); 404: no such model;
+                # 502/504: the engine failed or did not answer.
+                **openapi_errors(400, 401, 403, 404, 413, 422, 429, 502, 503, 504),
             },
         }
     }
 
 
 RELAY_OPENAPI_PATHS = {
-    "/v1/chat/completions": _relay_operation("Chat Completions", ["model", "messages"]),
-    "/v1/completions": _relay_operation("Completions", ["model", "prompt"]),
+    "/v1/chat/completions": _relay_operation("Chat Completions", CHAT_REQUEST),
+    "/v1/completions": _relay_operation("Completions", COMPLETION_REQUEST),
 }
 
 
@@ -59,7 +64,7 @@ async def list_models(_identity: CurrentUser, state: StateDep) -> dict[str, Any]
     }
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", responses=errors(404))
 async def get_model(model_id: str, _identity: CurrentUser, state: StateDep) -> dict[str, Any]:
     entry = state.registry.lookup(model_id)  # still listed while it is being switched
     if entry.id != model_id and model_id not in entry.aliases:

@@ -24,9 +24,10 @@ from chatgate.engines.registry import ModelEntry
 from chatgate.engines.routing import v1_affinity_key
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
-from chatgate.limits.caps import check_prompt_caps
 from chatgate.limits.service import Admission
+from chatgate.openai_api.validation import validate_request
 from chatgate.settings import Settings
+from chatgate.shutdown import ServerShuttingDown
 from chatgate.state import AppState
 from chatgate.usage.record import UsageRecord, usage_row
 
@@ -69,38 +70,8 @@ class RelayCall:
 
 
 def validate_body(body: Any, route: str, state: AppState) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object", "invalid_body")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise APIError(400, "'model' is required", "missing_model", param="model")
-    settings = state.settings
-    if route == "v1.chat":
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise APIError(
-                400, "'messages' must be a non-empty list", "invalid_messages", param="messages"
-            )
-        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-            raise APIError(
-                400, "every message needs a 'role'", "invalid_messages", param="messages"
-            )
-        check_prompt_caps(messages, settings)
-    elif not isinstance(body.get("prompt"), str | list):
-        raise APIError(400, "'prompt' is required", "invalid_prompt", param="prompt")
-    else:
-        check_prompt_caps([{"content": body["prompt"]}], settings)
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise APIError(400, f"'{name}' must be a positive integer", "invalid_value", param=name)
-        if isinstance(value, int) and value > settings.max_tokens_cap:
-            raise APIError(
-                400,
-                f"'{name}' may be at most {settings.max_tokens_cap}",
-                "max_tokens_too_large",
-                param=name,
-            )
-    return body
+    """The request body once it is one the engines can take (openai_api.validation)."""
+    return validate_request(body, route, state.settings)
 
 
 def plan(
@@ -191,6 +162,9 @@ def row(
 async def refused(call: RelayCall, stats: StreamStats, exc: EngineError | APIError) -> APIError:
     """Account a request no engine answered (all replicas failed, or none could take it)
     and say so to the client."""
+    if isinstance(exc, ServerShuttingDown):  # still queued or opening at the drain deadline
+        await _record(call, row(call, stats, "interrupted", exc.status_code, exc.message))
+        return APIError(exc.status_code, exc.message, exc.code, headers=exc.retry_after)
     await _record(call, row(call, stats, "error", exc.status_code, exc.message))
     if isinstance(exc, EngineError):
         return APIError(exc.status_code, exc.message, exc.code)
@@ -243,6 +217,9 @@ async def relay_stream(
             status, code = "error", 502
             error = "The engine ended the stream unexpectedly"
             error_event = _error_event(error, "engine_disconnected")
+    except ServerShuttingDown as exc:  # cut short at the drain deadline: not the client's doing
+        status, code, error = "interrupted", exc.status_code, exc.message
+        error_event = _error_event(exc.message, exc.code)
     except EngineError as exc:
         status, code, error = "error", exc.status_code, exc.message
         error_event = _error_event(exc.message, exc.code)

@@ -28,6 +28,9 @@ class UsageRecord:
     finish_reason: str | None = None
     error: str | None = None
     queue_ms: float | None = None  # waiting in the gateway's queue for an engine slot
+    # Rows written under one key stay one row (a web answer: its message id; a journaled
+    # row: the key it was journaled under), see ``usage.rows``.
+    record_key: str | None = None
 
 
 def usage_row(

@@ -15,12 +15,18 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chatgate.api_route import GatewayRoute
 from chatgate.deps import CurrentUser, DbDep, StateDep
+from chatgate.openapi_responses import SIGNED_IN, errors
+from chatgate.params import RowIdQuery
+from chatgate.request_body import IsoDateTime
 from chatgate.usage import queries
 from chatgate.usage.queries import Cursor, GroupBy, UsageFilter
 from chatgate.usage.schemas import UsageGroupOut, UsagePage, UsageRowOut, UsageSummary
 
-router = APIRouter(prefix="/api", tags=["usage"])
+router = APIRouter(
+    prefix="/api", tags=["usage"], responses={**SIGNED_IN, **errors(400)}, route_class=GatewayRoute
+)
 
 Status = Literal["ok", "error", "cancelled", "interrupted", "rejected"]
 
@@ -29,14 +35,14 @@ def usage_filter(
     model: Annotated[str | None, Query(max_length=128)] = None,
     route: Annotated[str | None, Query(max_length=64)] = None,
     status: Status | None = None,
-    api_key_id: int | None = None,
+    api_key_id: RowIdQuery = None,
     since: Annotated[
-        datetime | None, Query(description="Inclusive; ISO 8601, UTC when no zone is given")
+        IsoDateTime | None, Query(description="Inclusive; ISO 8601, UTC when no zone is given")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="Exclusive; ISO 8601, UTC when no zone is given")
+        IsoDateTime | None, Query(description="Exclusive; ISO 8601, UTC when no zone is given")
     ] = None,
-    user_id: Annotated[int | None, Query(description="Administrators only")] = None,
+    user_id: Annotated[RowIdQuery, Query(description="Administrators only")] = None,
     username: Annotated[str | None, Query(max_length=64, description="Administrators only")] = None,
 ) -> UsageFilter:
     return UsageFilter(

@@ -1,9 +1,10 @@
 """Group commit of usage rows.
 
-``record`` returns only after the row's transaction committed, so a response is
-never released before its usage row is durable; rows arriving together share one
-transaction. There is no drop-on-crash buffer: a row either committed before the
-final event was sent, or the request was still running.
+``record`` returns only after the row is durable, so a response is never released
+before its usage row: committed (rows arriving together share one transaction), or,
+while the database is unavailable, fsynced to the local journal (``usage.outbox``),
+which replays it when the database is back. There is no drop-on-crash buffer and no
+drop after N retries.
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chatgate.db.models import RequestLog
+from chatgate.db.health import DatabaseHealth, is_outage
 from chatgate.observability.metrics import Metrics
+from chatgate.usage.outbox import Outbox, usage_entry
 from chatgate.usage.record import UsageRecord
+from chatgate.usage.rows import insert_rows
 
 log = logging.getLogger("chatgate.usage")
 
 MAX_BATCH = 500
-_TABLE = cast(Table, RequestLog.__table__)
+# For errors of a database that answers (a serialization failure, a deadlock); an
+# unreachable one sends the batch to the journal at once instead of keeping clients.
 RETRY_DELAYS = (0.2, 1.0, 3.0)
 
 
@@ -39,10 +42,14 @@ class UsageWriter:
         sessionmaker: async_sessionmaker[AsyncSession],
         on_record: Callable[[UsageRecord], None] | None = None,
         metrics: Metrics | None = None,
+        outbox: Outbox | None = None,
+        health: DatabaseHealth | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._on_record = on_record
         self._metrics = metrics
+        self._outbox = outbox
+        self._health = health or DatabaseHealth()
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -81,14 +88,10 @@ class UsageWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._commit([row for row, _ in batch])
-                error: BaseException | None = None
-            except Exception as exc:  # reported to every waiter and logged below
-                error = exc
+            error = await self._store([row for row, _ in batch])
             for row, future in batch:
                 if error is not None:
-                    log.error("usage row lost after retries: %s", asdict(row))
+                    log.error("usage row lost: %s", asdict(row))
                     if self._metrics is not None:
                         self._metrics.usage_write_failures.inc()
                 if future is not None and not future.done():
@@ -98,15 +101,35 @@ class UsageWriter:
                         future.set_exception(error)
                 self._queue.task_done()
 
-    async def _commit(self, rows: list[UsageRecord]) -> None:
+    async def _store(self, rows: list[UsageRecord]) -> BaseException | None:
+        """Commit the rows, or journal them; the error if neither worked."""
         # vars(): the record is flat, so dataclasses.asdict's recursive deep copy is waste.
         pending = [dict(vars(row)) for row in rows]
+        try:
+            if self._health.available or self._outbox is None:
+                await self._commit(pending)
+                return None
+        except Exception as exc:
+            if self._outbox is None or not is_outage(exc):
+                return exc
+            self._health.failed(exc)
+        assert self._outbox is not None
+        try:
+            # Only what is not committed yet (``_commit`` empties ``pending`` as it goes).
+            await self._outbox.put([usage_entry(UsageRecord(**row)) for row in pending])
+        except Exception as exc:  # the journal is full or its disk failed: say so loudly
+            log.exception("usage rows could not be journaled either")
+            return exc
+        return None
+
+    async def _commit(self, pending: list[dict[str, Any]]) -> None:
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
                 await self._insert_pending(pending)
+                self._health.ok()
                 return
-            except Exception:
-                if delay is None:
+            except Exception as exc:
+                if delay is None or is_outage(exc):
                     raise
                 log.warning(
                     "usage commit failed (attempt %d), retrying", attempt + 1, exc_info=True
@@ -149,7 +172,7 @@ class UsageWriter:
         async with self._sessionmaker() as session:
             # A Core insert of the table (one executemany), not the ORM entity: the ORM's
             # bulk path adds per-row bookkeeping these plain rows do not need.
-            await session.execute(insert(_TABLE), values)
+            await insert_rows(session, values)
             await session.commit()
         if self._metrics is not None:
             self._metrics.db_latency.labels("usage_commit").observe(time.perf_counter() - started)
