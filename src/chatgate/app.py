@@ -19,10 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate import __version__
 from chatgate.admin.router import router as admin_router
+from chatgate.anthropic_api.router import router as anthropic_router
+from chatgate.auth.cache import IdentityCache
 from chatgate.auth.router import router as auth_router
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.answers import OrphanSweeper
 from chatgate.chat.generations import GenerationManager
+from chatgate.chat.redis_bus import shared_generations
 from chatgate.chat.router import router as chat_router
 from chatgate.conversations.router import router as conversations_router
 from chatgate.db.health import DatabaseHealth, install_database_handlers
@@ -40,6 +43,8 @@ from chatgate.engines.registry import ModelEntry, ModelRegistry, normalise_base_
 from chatgate.engines.router import router as models_router
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.errors import APIError, install_error_handlers
+from chatgate.fleet import start_fleet_events
+from chatgate.head import HeadAsGet
 from chatgate.health.router import router as health_router
 from chatgate.keys.router import router as keys_router
 from chatgate.limits.router import router as limits_router
@@ -66,6 +71,19 @@ from chatgate.users.router import router as users_router
 from chatgate.web.router import spa_fallback
 
 log = logging.getLogger("chatgate")
+# Response headers browser clients may read: request ids, and what the limits say
+# (Retry-After, X-RateLimit-* from limits.service, set by middleware._limit_headers).
+CORS_EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-Generation-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "X-Token-Count-Source",
+]
+
+
 class StartupError(RuntimeError):
     """The configuration is unsafe or incomplete; the message says how to fix it."""
 
@@ -208,17 +226,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             default_slots=settings.engine_default_slots,
             max_waiting=settings.engine_queue_max,
             timeout=settings.engine_queue_timeout,
+            redis_url=settings.redis_url if settings.engine_queue_shared else None,
+            redis_prefix=settings.redis_prefix,
+            lease_seconds=settings.engine_queue_lease_seconds,
         )
         if settings.engine_fair_queue
         else None
     )
     drain: Drain = app.state.drain
     upstreams = Upstreams(registry, engines, metrics, pools, drain)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    fleet = start_fleet_events(redis, settings.redis_prefix, manager.set_enabled)
     generations = GenerationManager(
-        settings.generation_orphan_seconds, settings.generation_retain_seconds
+        settings.generation_orphan_seconds,
+        settings.generation_retain_seconds,
+        bus=shared_generations(redis, fleet, settings, orphans),
     )
     generations.start_sweeper()
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    generations.listen(fleet)
     # Only development mode may run without a configured secret: tokens then die with it.
     secret = (
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else secrets.token_hex(32)
@@ -239,6 +264,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db_health=db_health,
         outbox=outbox,
         redis=redis,
+        fleet=fleet,
+        identity_cache=IdentityCache(settings.identity_cache_seconds),
     )
     if app.state.tune_gc:
         tune_garbage_collector()
@@ -256,12 +283,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await monitor.close()
         await manager.close()
         await limit_store.close()
+        if pools is not None:
+            await pools.close()  # gives this gateway's slot leases back at once
         await usage.close()  # flushed: committed, or journaled while the database is away
         await orphans.close()
         await outbox.close()
         await engines.close()
         if app.state.tracer_provider is not None:
             await asyncio.to_thread(app.state.tracer_provider.shutdown)  # flushes spans
+        if fleet is not None:
+            await fleet.close()
         if redis is not None:
             await redis.aclose()
         await db.dispose()
@@ -303,6 +334,7 @@ def create_app(
     install_database_handlers(app)
     for router in (
         openai_router,  # first: routes are matched in order, and /v1 is the hot path
+        anthropic_router,
         health_router,
         admin_router,
         auth_router,
@@ -318,14 +350,18 @@ def create_app(
         app.include_router(router)
     app.router.default = spa_fallback  # only when no route matched
     _document_raw_routes(app)
+    app.add_middleware(HeadAsGet)  # HEAD wherever GET is served (uptime monitors)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=False,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Generation-ID"],
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE"],
+            # Any request header: the SDKs' sets grow with every release (openai's
+            # x-stainless-*, openai-*, anthropic-*, x-api-key) and CORSMiddleware has no
+            # prefixes. Who may call is decided by the origin list and the credentials.
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED_HEADERS,
         )
     provider = (
         make_provider(settings.otlp_endpoint, settings.otel_service_name)

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "chatgate"  # namespace of every key, so deployments can share a Redis
+    # How long a gateway trusts an API key it resolved before reading it again. Changes made
+    # through any gateway reach the others at once over Redis (fleet.py); this bounds the
+    # rest (changes made by the CLI or in SQL, or while Redis is down).
+    identity_cache_seconds: float = Field(5.0, ge=0.0)
 
     # --- auth
     jwt_secret: SecretStr | None = None
@@ -121,6 +125,10 @@ class Settings(BaseSettings):
     engine_queue_max: int = 256
     engine_queue_timeout: float = 120.0
     engine_default_slots: int = 64
+    # With redis_url, gateways sharing the Redis (and redis_prefix) share each model's slots
+    # and one fair queue; a gateway that dies gives its slots back within this lease.
+    engine_queue_shared: bool = True
+    engine_queue_lease_seconds: float = Field(default=10.0, gt=0)
     engine_crash_limit: int = 3
     engine_crash_window_seconds: float = 300.0
     engine_wedged_seconds: float = 180.0

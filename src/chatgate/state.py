@@ -15,6 +15,7 @@ from chatgate.engines.client import EngineClient
 from chatgate.engines.failover import Upstreams
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.registry import ModelRegistry
+from chatgate.fleet import FleetEvents
 from chatgate.limits.service import RateLimiter
 from chatgate.observability.metrics import Metrics
 from chatgate.settings import Settings
@@ -39,5 +40,6 @@ class AppState:
     db_health: DatabaseHealth  # is the database reachable (one log line per outage)
     outbox: Outbox  # what the database cannot take now: journaled, replayed later
     redis: Redis | None = None
+    fleet: FleetEvents | None = None  # with Redis: changes told to every gateway
     # API-key identities for a few seconds: one per app, so per worker process.
     identity_cache: IdentityCache = field(default_factory=IdentityCache)

@@ -428,3 +428,17 @@ def test_plain_manifests_are_a_fresh_render() -> None:
     assert committed == module.plain_manifests(), (
         "deploy/k8s/chatgate.yaml is stale: run .venv/bin/python deploy/helm/render_k8s.py"
     )
+
+
+def test_journal_on_a_shared_claim() -> None:
+    # Default: the journal lives in the pod's emptyDir (survives a container crash only).
+    default = find(render("default"), "Deployment", "chatgate-gateway")["spec"]["template"]
+    assert "journal" not in [v["name"] for v in default["spec"]["volumes"]]
+    values = {**values_of("default")}
+    values["gateway"] = {**values.get("gateway", {}), "journal": {"existingClaim": "cg-journal"}}
+    docs = render_values(values)
+    pod = find(docs, "Deployment", "chatgate-gateway")["spec"]["template"]["spec"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "journal")
+    assert claim["persistentVolumeClaim"] == {"claimName": "cg-journal"}
+    mounts = {m["name"]: m["mountPath"] for m in gateway_container(docs)["volumeMounts"]}
+    assert mounts["journal"] == "/var/lib/chatgate/journal"

@@ -9,8 +9,9 @@ the faults:
   503 ``database_unavailable`` with Retry-After; after recovery every request has exactly
   one usage row and the web answer its full text.
 - ``kill -9`` of the gateway mid-answer, during an outage: after restart the answer that
-  finished during the outage (journaled) is replayed exactly once, and the one cut by the
-  kill is ``interrupted`` with its text up to the last checkpoint (at most ~2 s missing).
+  finished during the outage (journaled) is replayed exactly once, the one cut by the
+  kill is ``interrupted`` with its text up to the last checkpoint (at most ~2 s missing),
+  and a /v1 stream cut by the kill is billed ``interrupted`` with the tokens it had sent.
 """
 
 from __future__ import annotations
@@ -226,10 +227,12 @@ async def test_a_database_outage_loses_no_row_and_no_answer(
 async def test_kill_9_mid_answer_keeps_the_text_and_replays_once(
     tmp_path: Path, postgres: PrivatePostgres, engine: FakeUpstream
 ) -> None:
-    served, token, _key = await start_served(tmp_path, postgres, engine)
-    web, short = Answer(), Answer()
+    served, token, key = await start_served(tmp_path, postgres, engine)
+    web, short, api = Answer(), Answer(), Answer()
+    api_id = f"cut-{uuid.uuid4().hex[:12]}"
     async with httpx.AsyncClient(base_url=served.url, timeout=180) as client:
         chat = asyncio.create_task(web_chat(client, token, web))
+        relay = asyncio.create_task(v1_stream(client, key, api_id, api))
         await until(lambda: len(web.seen) >= 8)  # a checkpoint in the database
         quick = asyncio.create_task(web_chat(client, token, short, SHORT))
         await until(lambda: bool(short.seen))
@@ -244,7 +247,7 @@ async def test_kill_9_mid_answer_keeps_the_text_and_replays_once(
         killed = time.monotonic()
         served.process.wait(timeout=30)
         served.process = None
-        await asyncio.gather(chat, return_exceptions=True)  # cut: the gateway is gone
+        await asyncio.gather(chat, relay, return_exceptions=True)  # cut: the gateway is gone
     await asyncio.to_thread(postgres.start)
     await asyncio.to_thread(served.start)  # replays the dead gateway's journal
     try:
@@ -265,6 +268,10 @@ async def test_kill_9_mid_answer_keeps_the_text_and_replays_once(
         assert [(r["status"], r["record_key"]) for r in rows] == [
             ("interrupted", f"message:{web.status}")
         ]
+        # The /v1 stream cut by the kill is billed as far as it got (its last snapshot).
+        cut = await rows_of(served, api_id)
+        assert [r["status"] for r in cut] == ["interrupted"] and cut[0]["completion_tokens"] > 0
+        assert api.text and not api.ended
         await asyncio.to_thread(served.stop)
         await asyncio.to_thread(served.start)  # nothing is replayed twice
         assert len(await rows_of(served, replayed["request_id"])) == 1

@@ -4,10 +4,12 @@ The last user message may carry directives that shape the answer, e.g.
 ``[[chunks=50 delay=0.05]]``, ``[[crash_after=3]]``, ``[[first_token_delay=2]]``,
 ``[[status=500]]``, ``[[no_usage]]``, ``[[no_finish]]``, ``[[echo]]``, ``[[role_first]]`` (an
 empty role chunk first, as vLLM and llama.cpp send), ``[[reset]]`` (drop the connection
-before any header). ``forced`` directives apply to every request of one instance (one
-failing replica of two). Every request is recorded, and a stream the client abandons is
-recorded as an abort (with its time). ``/health`` answers 404 unless ``health_status`` is
-set (llama-cpp-python has none); ``/metrics`` serves ``metrics_text`` or 404.
+before any header), ``[[tool_call=NAME]]`` (a streamed call of tool NAME, its arguments in
+two pieces, finish_reason ``tool_calls``). ``forced`` directives apply to every request of
+one instance (one failing replica of two). Every request is recorded, and a stream the
+client abandons is recorded as an abort (with its time). ``/health`` answers 404 unless
+``health_status`` is set (llama-cpp-python has none); ``/metrics`` serves ``metrics_text``
+or 404; ``POST /tokenize`` (vLLM's) answers only while ``tokenize`` is set.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FakeUpstream:
     metrics_text: str | None = None  # None: no /metrics route (404)
     scrapes: int = 0  # GET /metrics calls
     probes: int = 0  # the gateway's 1-token generation probes (not in ``requests``)
+    tokenize: bool = False  # serve vLLM's POST /tokenize (chat messages in, a count out)
 
     @property
     def url(self) -> str:
@@ -63,6 +66,7 @@ class FakeUpstream:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
+        app.router.add_post("/tokenize", self._tokenize)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -99,6 +103,13 @@ class FakeUpstream:
         if self.metrics_text is None:
             raise web.HTTPNotFound()
         return web.Response(text=self.metrics_text, content_type="text/plain")
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        if not self.tokenize:
+            raise web.HTTPNotFound()
+        payload = await request.json()
+        count = usage_of(payload, [])["prompt_tokens"]
+        return web.json_response({"count": count, "tokens": list(range(count))})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
@@ -148,6 +159,10 @@ class FakeUpstream:
             await response.prepare(request)
             if "role_first" in opts:
                 await response.write(sse(chunk(self.model, {"role": "assistant", "content": ""})))
+            if "tool_call" in opts:
+                words = []  # the answer is the call
+                for delta in tool_call_deltas(opts["tool_call"]):
+                    await response.write(sse(chunk(self.model, delta)))
             for index, word in enumerate(words):
                 if crash_after is not None and index == crash_after:
                     assert request.transport is not None
@@ -158,7 +173,8 @@ class FakeUpstream:
                 if delay:
                     await asyncio.sleep(delay)
             if "no_finish" not in opts:
-                await response.write(sse(chunk(self.model, {}, "stop")))
+                finish = "tool_calls" if "tool_call" in opts else "stop"
+                await response.write(sse(chunk(self.model, {}, finish)))
             options = payload.get("stream_options") or {}
             if options.get("include_usage") and "no_usage" not in opts:
                 usage = usage_of(payload, words)
@@ -192,6 +208,14 @@ def answer_words(payload: dict[str, Any], opts: dict[str, str]) -> list[str]:
         DEFAULT_WORDS[i % len(DEFAULT_WORDS)] if i < len(DEFAULT_WORDS) else f" w{i}"
         for i in range(count)
     ]
+
+
+def tool_call_deltas(name: str) -> list[dict[str, Any]]:
+    """A call of ``name`` as engines stream it: id and name first, the arguments after."""
+    start = {"index": 0, "id": "call_fake1", "type": "function",
+             "function": {"name": name, "arguments": '{"city": '}}  # fmt: skip
+    rest = {"index": 0, "function": {"arguments": '"Paris"}'}}
+    return [{"tool_calls": [start]}, {"tool_calls": [rest]}]
 
 
 def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

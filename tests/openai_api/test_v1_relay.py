@@ -1073,7 +1073,19 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     model = ModelEntry(id="m", name="m", endpoints=[endpoint])
     registry = ModelRegistry("m")
     registry.add(model)
-    state = SimpleNamespace(engines=Engines(), usage=usage, metrics=Metrics(), registry=registry)
+    class Outbox:  # running streams are journaled as they go (usage/outbox.py)
+        def __init__(self) -> None:
+            self.live: dict[str, Any] = {}
+
+        def track(self, key: str, snapshot: Any) -> None:
+            self.live[key] = snapshot
+
+        def untrack(self, key: str) -> None:
+            self.live.pop(key, None)
+
+    state = SimpleNamespace(
+        engines=Engines(), usage=usage, metrics=Metrics(), registry=registry, outbox=Outbox()
+    )
     engine = EngineCall(model, "/chat/completions", {}, "r-1", Ticket("user:1"))
     call = RelayCall(
         state=state,  # type: ignore[arg-type]
@@ -1124,6 +1136,8 @@ async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_afte
         assert (row.status, row.status_code) == ("error", 502)
     assert response.closed and not response.released
     assert call.model.endpoints[0].outstanding == 0
+    # Its row is on its way under the key its journaled progress had: nothing left to bill.
+    assert row.record_key == call.record_key and not call.state.outbox.live
 
 
 async def test_relay_stream_error_event_comes_after_the_row() -> None:

@@ -23,6 +23,7 @@ from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.observability.metrics import Metrics
 from chatgate.usage.journal import Journal, JournalFull, new_entry
 from chatgate.usage.outbox import Outbox, usage_entry
+from chatgate.usage.record import UsageRecord
 from chatgate.usage.service import UsageWriter
 from tests.conftest import _migrated_url
 from tests.usage.test_usage_writer import row
@@ -182,3 +183,51 @@ async def test_a_segment_locked_elsewhere_waits(
     assert await outbox.replay() == 1
     other.seal()
     await outbox.close()
+
+
+async def test_a_running_stream_is_billed_only_if_its_gateway_dies(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    alive = Outbox(Journal(tmp_path, 1 << 20), sessionmaker, DatabaseHealth(), Metrics())
+    tokens = [3]
+
+    def snapshot() -> UsageRecord:
+        return row(
+            request_id="streaming", status="interrupted", completion_tokens=tokens[0],
+            record_key="v1:streaming",
+        )  # fmt: skip
+
+    alive.track("v1:streaming", snapshot)
+    await alive.replay()  # journals the stream as it stands
+    tokens[0] = 9
+    await alive.replay()  # its older snapshot is its own: obsolete, never a row
+    assert await count_rows(sessionmaker, "streaming") == 0
+    alive.journal.seal()  # as a kill -9 would: the lock goes, the last snapshot stays
+    heir = Outbox(Journal(tmp_path, 1 << 20), sessionmaker, DatabaseHealth(), Metrics())
+    await heir.replay()
+    async with sessionmaker() as db:
+        billed = (await db.execute(select(RequestLog))).scalar_one()
+    assert (billed.status, billed.completion_tokens) == ("interrupted", 9)
+    # Had the stream's own row come (say, journaled too), it replaces the guess.
+    final = row(request_id="streaming", completion_tokens=12, record_key="v1:streaming")
+    await heir.put([usage_entry(final)])
+    await heir.replay()
+    async with sessionmaker() as db:
+        rows = (await db.execute(select(RequestLog))).scalars().all()
+    assert [(r.status, r.completion_tokens) for r in rows] == [("ok", 12)]
+    await heir.close()
+
+
+async def test_a_finished_stream_leaves_nothing_to_bill(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    outbox = Outbox(Journal(tmp_path, 1 << 20), sessionmaker, DatabaseHealth(), Metrics())
+    outbox.track("v1:done", lambda: row(request_id="done", record_key="v1:done"))
+    await outbox.replay()
+    outbox.untrack("v1:done")
+    await outbox.replay()
+    await outbox.close()
+    heir = Outbox(Journal(tmp_path, 1 << 20), sessionmaker, DatabaseHealth(), Metrics())
+    await heir.replay()
+    assert await count_rows(sessionmaker, "done") == 0
+    await heir.close()

@@ -84,6 +84,8 @@ async def _set_enabled(model_id: str, enabled: bool, state: StateDep) -> AdminMo
     state.manager.set_enabled(model_id, enabled)
     async with state.sessionmaker() as db:
         await persist.save_enabled(db, model_id, enabled)
+    if state.fleet is not None:
+        state.fleet.publish("model_enabled", model=model_id, enabled=enabled)
     hardware = await asyncio.to_thread(detected_hardware)
     return service.model_view(model_id, state, hardware)
 

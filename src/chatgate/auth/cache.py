@@ -3,15 +3,17 @@
 Without it every /v1 request pays one database round trip (and an ORM load of the
 key and its owner) before anything else happens. Entries live a few seconds and the
 cache is bounded. Changes made through this process (key revoked, user disabled or
-changed, limits changed) drop the affected entries at once; a change made by another
-process (another worker, the CLI, a direct SQL update) is seen once the entry's TTL
-ran out, so ``DEFAULT_TTL_SECONDS`` bounds how stale a worker can be.
+changed, limits changed) drop the affected entries at once, and with Redis every other
+gateway drops them when the fleet message arrives (``fleet.py``); a change made outside
+any gateway (the CLI, a direct SQL update) is seen once the entry's TTL ran out, so
+``DEFAULT_TTL_SECONDS`` bounds how stale a worker can be.
 """
 
 from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -82,18 +84,43 @@ class IdentityCache:
         self._entries.clear()
 
 
-def invalidate_user(user_id: int) -> None:
-    """The user changed (disabled, role, settings, limits): forget their keys everywhere."""
+# Hooks that tell the rest of the fleet (``fleet.FleetEvents``, one per app with Redis).
+_PUBLISHERS: list[Callable[[str], None]] = []
+
+
+def add_publisher(publish: Callable[[str], None]) -> None:
+    _PUBLISHERS.append(publish)
+
+
+def remove_publisher(publish: Callable[[str], None]) -> None:
+    if publish in _PUBLISHERS:
+        _PUBLISHERS.remove(publish)
+
+
+def _tell_fleet(change: str) -> None:
+    for publish in list(_PUBLISHERS):
+        publish(change)
+
+
+def invalidate_user(user_id: int, *, publish: bool = True) -> None:
+    """The user changed (disabled, role, settings, limits): forget their keys everywhere
+    (this process at once; the other gateways through the fleet channel)."""
     for cache in list(_CACHES):
         cache.drop_user(user_id)
+    if publish:
+        _tell_fleet(f"user:{user_id}")
 
 
-def invalidate_key(key_id: int) -> None:
-    """The key changed (revoked, limits): forget it everywhere in this process."""
+def invalidate_key(key_id: int, *, publish: bool = True) -> None:
+    """The key changed (revoked, limits): forget it everywhere."""
     for cache in list(_CACHES):
         cache.drop_key(key_id)
+    if publish:
+        _tell_fleet(f"key:{key_id}")
 
 
-def invalidate_all() -> None:
+def invalidate_all(*, publish: bool = True) -> None:
     for cache in list(_CACHES):
         cache.clear()
+    if publish:
+        _tell_fleet("all")

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.db.health import DatabaseHealth, is_outage
@@ -88,22 +89,28 @@ class Checkpoint:
 
 
 async def save_checkpoint(db: AsyncSession, checkpoint: Checkpoint) -> None:
-    """Only a pending answer takes it: a late replay never overwrites a final answer."""
+    """Only a pending answer takes it, and only a newer one than it has: a late replay
+    never overwrites a final answer or a later checkpoint."""
+    at = datetime.fromtimestamp(checkpoint.at, UTC)
     await db.execute(
         update(Message)
-        .where(Message.id == checkpoint.message_id, Message.status == "pending")
+        .where(
+            Message.id == checkpoint.message_id,
+            Message.status == "pending",
+            or_(Message.checkpoint_at.is_(None), Message.checkpoint_at < at),
+        )
         .values(
             content=checkpoint.content,
             token_in=checkpoint.token_in,
             token_out=checkpoint.token_out,
-            checkpoint_at=datetime.fromtimestamp(checkpoint.at, UTC),
+            checkpoint_at=at,
         )
     )
 
 
-async def end_orphans(db: AsyncSession, lease_seconds: float) -> int:
+async def end_orphans(db: AsyncSession, lease_seconds: float) -> list[int]:
     """End pending answers whose checkpoint is older than the lease: ``interrupted``,
-    their saved text kept, one usage row each (never replacing a real one)."""
+    their saved text kept, one usage row each (never replacing a real one); their ids."""
     stale_before: datetime = utcnow() - timedelta(seconds=lease_seconds)
     seen = func.coalesce(Message.checkpoint_at, Message.created_at)
     rows = (
@@ -117,7 +124,7 @@ async def end_orphans(db: AsyncSession, lease_seconds: float) -> int:
         )
     ).all()
     if not rows:
-        return 0
+        return []
     await db.execute(
         update(Message)
         .where(Message.id.in_([m.id for m, _ in rows]), Message.status == "pending")
@@ -125,7 +132,7 @@ async def end_orphans(db: AsyncSession, lease_seconds: float) -> int:
     )
     await insert_rows(db, [vars(_orphan_row(m, user_id)) for m, user_id in rows], replace=False)
     await db.commit()
-    return len(rows)
+    return [m.id for m, _ in rows]
 
 
 def _orphan_row(message: Message, user_id: int | None) -> UsageRecord:
@@ -156,6 +163,8 @@ class OrphanSweeper:
         self._health = health
         self._lease = lease_seconds
         self._task: asyncio.Task[None] | None = None
+        # With Redis: the ended answers' generations get a terminal event for their readers.
+        self.on_ended: Callable[[list[int]], Awaitable[None]] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="orphan-answers")
@@ -176,8 +185,10 @@ class OrphanSweeper:
             self._health.failed(exc)
             return 0
         if ended:
-            log.warning("ended %d answers whose gateway stopped while writing them", ended)
-        return ended
+            log.warning("ended %d answers whose gateway stopped while writing them", len(ended))
+            if self.on_ended is not None:
+                await self.on_ended(ended)
+        return len(ended)
 
     async def _run(self) -> None:
         while True:

@@ -10,11 +10,15 @@ a gateway killed during an outage still loses at most the last two seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from chatgate.chat.answers import Checkpoint
 from chatgate.engines.stream import StreamStats
 from chatgate.usage.outbox import Outbox
+
+log = logging.getLogger("chatgate.chat")
 
 CHECKPOINT_SECONDS = 2.0
 
@@ -27,12 +31,14 @@ class Checkpoints:
         stats: StreamStats,
         token_in: int,
         heartbeat: float,
+        renew: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._outbox = outbox
         self._message_id = message_id
         self._stats = stats
         self._token_in = token_in
         self._heartbeat = heartbeat
+        self._renew = renew  # with Redis: the conversation lock lives as long as this does
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Checkpoints:
@@ -49,11 +55,20 @@ class Checkpoints:
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
             since_save += CHECKPOINT_SECONDS
+            await self._renew_lock()
             chunks = self._stats.content_chunks
             if chunks == saved_chunks and since_save < self._heartbeat:
                 continue
             if await self._outbox.save_checkpoint(self._take()):
                 saved_chunks, since_save = chunks, 0.0
+
+    async def _renew_lock(self) -> None:
+        if self._renew is None:
+            return
+        try:
+            await self._renew()
+        except Exception as exc:  # Redis away: the lock lapses, the answer runs on
+            log.warning("renewing the conversation lock failed: %s", exc)
 
     def _take(self) -> Checkpoint:
         return Checkpoint(

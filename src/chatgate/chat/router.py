@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from chatgate.api_route import GatewayRoute
 from chatgate.chat import runner, service
-from chatgate.chat.generations import Generation
+from chatgate.chat.bus import Followable
 from chatgate.chat.schemas import ChatRequest, StopResponse
 from chatgate.deps import CurrentUser, StateDep
 from chatgate.errors import APIError
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/chat", tags=["chat"], responses=SIGNED_IN, route
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _sse(generation: Generation, after: int) -> StreamingResponse:
+def _sse(generation: Followable, after: int) -> StreamingResponse:
     headers = {**SSE_HEADERS, "X-Generation-ID": generation.id}
     return StreamingResponse(
         generation.stream(after), media_type="text/event-stream", headers=headers
@@ -42,6 +42,7 @@ async def chat(
         raise
     job.admission = admission
     job.weight = admission.weight  # web chat waits as "interactive" whatever the class
+    state.generations.bus.attach(job.generation, job.assistant_message_id)  # Redis: mirrored
     job.generation.publish("conversation", job.events)
     state.generations.launch(job.generation, runner.run(state, job))
     return _sse(job.generation, 0)
@@ -58,7 +59,9 @@ def _last_event_id(header: str | None, query: int | None) -> int:
         raise APIError(400, "Last-Event-ID must be an integer", "invalid_event_id") from exc
 
 
-@router.get("/{generation_id}/stream", response_class=StreamingResponse, responses=errors(400, 404))
+@router.get(
+    "/{generation_id}/stream", response_class=StreamingResponse, responses=errors(400, 404, 503)
+)
 async def resume(
     generation_id: str,
     identity: CurrentUser,
@@ -66,12 +69,14 @@ async def resume(
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
-    """Reattach: events after ``Last-Event-ID`` (or ``?after=``), then live ones."""
-    generation = state.generations.get(generation_id, identity.user_id)
+    """Reattach: events after ``Last-Event-ID`` (or ``?after=``), then live ones; with
+    Redis on any replica of the fleet."""
+    generation = await state.generations.find(generation_id, identity.user_id)
     return _sse(generation, _last_event_id(last_event_id, after))
 
 
-@router.post("/{generation_id}/stop", responses=errors(404))
+@router.post("/{generation_id}/stop", responses=errors(404, 503))
 async def stop(generation_id: str, identity: CurrentUser, state: StateDep) -> StopResponse:
-    generation = state.generations.get(generation_id, identity.user_id)
-    return StopResponse(generation_id=generation.id, stopped=generation.stop())
+    """Stop it here, or (with Redis) ask the replica that runs it over the fleet channel."""
+    stopped = await state.generations.stop(generation_id, identity.user_id)
+    return StopResponse(generation_id=generation_id, stopped=stopped)

@@ -8,6 +8,7 @@ on both being stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,7 @@ async def _relay(state: AppState, job: ChatJob, call: EngineCall, stats: StreamS
         stats,
         estimate_prompt_tokens(job.messages),
         heartbeat=state.settings.answer_lease_seconds / 4,
+        renew=lambda: state.generations.bus.renew(job.conversation_id, job.generation.id),
     )
     # Failover happens in here, before anything was published to the client.
     async with checkpoints, state.upstreams.stream(call) as upstream:
@@ -95,14 +97,17 @@ async def _relay(state: AppState, job: ChatJob, call: EngineCall, stats: StreamS
 
 
 async def _publish(job: ChatJob, upstream: Upstream, stats: StreamStats) -> None:
-    async for line in upstream.lines():
-        chunk = parse_data_line(line)
-        if chunk is None:
-            continue
-        stats.observe(chunk)
-        if chunk.get("choices"):
-            chunk["model"] = job.model.id
-            job.generation.publish(None, chunk)
+    """Per network read: every chunk published, then (with Redis) one XADD for all."""
+    async with contextlib.aclosing(upstream.batches()) as batches:
+        async for batch in batches:
+            for line in batch:
+                chunk = parse_data_line(line)
+                if chunk is None:
+                    continue
+                stats.observe(chunk)
+                if chunk.get("choices"):
+                    chunk["model"] = job.model.id
+                    job.generation.publish(None, chunk)
 
 
 async def _finish(
@@ -125,6 +130,8 @@ async def _finish(
         "ttft_ms": stats.ttft_ms,
         "latency_ms": stats.latency_ms(),
     }
+    # Before `done`: a client that saw it may start the next turn on any replica at once.
+    await state.generations.bus.release(job.conversation_id, generation.id)
     generation.publish("usage", usage)
     if outcome.status == "error" or outcome.error_code == SHUTTING_DOWN:
         body = error_body("engine_error", outcome.error_message or "", outcome.error_code or "")

@@ -92,12 +92,6 @@ async def _conversation(
         )
         return conversation, True
     conversation = await conversations.get_owned(db, identity.user_id, body.conversation_id)
-    if state.generations.running_in(conversation.id) is not None:
-        raise APIError(
-            409,
-            "An answer is still being generated in this conversation; stop it or wait",
-            "generation_running",
-        )
     if body.system_prompt is not None:
         conversation.system_prompt = body.system_prompt or None
     return conversation, False
@@ -166,50 +160,78 @@ async def _store_turn(
     return parent, assistant
 
 
+@dataclass
+class _Turn:
+    model: ModelEntry
+    params: dict[str, Any]
+    engine_messages: list[dict[str, Any]]
+    user_message_id: int | None
+    assistant_id: int
+
+
 async def prepare(
     state: AppState, identity: Identity, body: ChatRequest, request_id: str
 ) -> ChatJob:
-    settings = state.settings
+    generation = Generation(uuid.uuid4().hex, identity.user_id, "")
     async with state.sessionmaker() as db:
         conversation, is_new = await _conversation(db, state, identity, body)
-        model = state.registry.resolve(
-            body.model or conversation.model or identity.settings.get("default_model")
-        )
-        params = sampling_params(body, model, identity.settings, settings)
-        stored = [] if is_new else await conversations.messages_of(db, conversation.id)
-        prior = _prior_path(body, stored)
-        context, to_store, body_system = _turn_messages(body, prior, is_new)
-        system = body_system or conversation.system_prompt or identity.settings.get("system_prompt")
-        engine_messages = ([{"role": "system", "content": system}] if system else []) + context
-        check_prompt_caps(engine_messages, settings)
-        if is_new:
-            conversation.title = _fallback_title(str(to_store[-1]["content"]))
-            conversation.system_prompt = body_system or conversation.system_prompt
-        user_message_id, assistant = await _store_turn(db, conversation, prior, to_store, model)
-        assistant.request_id = request_id
-        await db.commit()
-
-    generation = Generation(uuid.uuid4().hex, identity.user_id, conversation.id)
+        generation.conversation_id = conversation.id
+        # Fleet-wide with Redis (a lock renewed by the checkpoint heartbeat), else here.
+        await state.generations.claim(generation)
+        try:
+            turn = await _store(db, state, identity, body, conversation, is_new, request_id)
+        except BaseException:
+            await state.generations.bus.release(conversation.id, generation.id)
+            raise
     events = {
         "conversation_id": conversation.id,
-        "user_message_id": user_message_id,
-        "assistant_message_id": assistant.id,
+        "user_message_id": turn.user_message_id,
+        "assistant_message_id": turn.assistant_id,
         "title": conversation.title,
         "generation_id": generation.id,
-        "model": model.id,
+        "model": turn.model.id,
     }
     return ChatJob(
         generation=generation,
         request_id=request_id,
         identity=identity,
-        model=model,
-        messages=engine_messages,
-        params=params,
+        model=turn.model,
+        messages=turn.engine_messages,
+        params=turn.params,
         conversation_id=conversation.id,
-        assistant_message_id=assistant.id,
-        needs_title=is_new and settings.auto_title,
+        assistant_message_id=turn.assistant_id,
+        needs_title=is_new and state.settings.auto_title,
         events=events,
     )
+
+
+async def _store(
+    db: AsyncSession,
+    state: AppState,
+    identity: Identity,
+    body: ChatRequest,
+    conversation: Conversation,
+    is_new: bool,
+    request_id: str,
+) -> _Turn:
+    settings = state.settings
+    model = state.registry.resolve(
+        body.model or conversation.model or identity.settings.get("default_model")
+    )
+    params = sampling_params(body, model, identity.settings, settings)
+    stored = [] if is_new else await conversations.messages_of(db, conversation.id)
+    prior = _prior_path(body, stored)
+    context, to_store, body_system = _turn_messages(body, prior, is_new)
+    system = body_system or conversation.system_prompt or identity.settings.get("system_prompt")
+    engine_messages = ([{"role": "system", "content": system}] if system else []) + context
+    check_prompt_caps(engine_messages, settings)
+    if is_new:
+        conversation.title = _fallback_title(str(to_store[-1]["content"]))
+        conversation.system_prompt = body_system or conversation.system_prompt
+    user_message_id, assistant = await _store_turn(db, conversation, prior, to_store, model)
+    assistant.request_id = request_id
+    await db.commit()
+    return _Turn(model, params, engine_messages, user_message_id, assistant.id)
 
 
 def _fallback_title(text: str) -> str:

@@ -72,11 +72,10 @@ async def get_conversation(
 ) -> ConversationDetail:
     conversation = await service.get_owned(db, identity.user_id, conversation_id)
     messages = await service.messages_of(db, conversation.id)
-    running = state.generations.running_in(conversation.id)
     return ConversationDetail(
         **ConversationOut.model_validate(conversation).model_dump(),
         messages=[MessageOut.model_validate(message) for message in messages],
-        active_generation_id=running.id if running else None,
+        active_generation_id=await state.generations.active_in(conversation.id),
     )
 
 
@@ -94,9 +93,7 @@ async def delete_conversation(
     conversation_id: str, identity: CurrentUser, db: DbDep, state: StateDep
 ) -> Response:
     conversation = await service.get_owned(db, identity.user_id, conversation_id)
-    running = state.generations.running_in(conversation.id)
-    if running is not None:
-        running.stop()
+    await state.generations.stop_in(conversation.id, identity.user_id)
     await service.remove(db, conversation)
     return Response(status_code=204)
 

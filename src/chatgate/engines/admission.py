@@ -46,11 +46,17 @@ Priority = Literal["interactive", "api", "batch"]
 RejectReason = Literal["queue_full", "timeout"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 _RANK: dict[str, int] = {name: rank for rank, name in enumerate(PRIORITIES)}
+PRIORITY_RANK: Mapping[str, int] = _RANK  # 0 first: the shared ledger orders classes so too
 # Weight of the newest hold time in the rolling mean used for retry-after estimates.
 _HOLD_ALPHA = 0.2
 _tickets = itertools.count(1)
 _HEADROOM_MIN_CAPACITY = 3  # smaller pools keep no slot back: it would be a third or half
 _SEEN_MAX = 1024
+
+
+def next_ticket() -> int:
+    """A grant id unique in this process (the shared ledger's grants draw from it too)."""
+    return next(_tickets)
 
 
 class AdmissionRejected(Exception):
@@ -239,10 +245,13 @@ class AdmissionQueue:
             self._in_flight[grant.tenant] = count
         else:
             del self._in_flight[grant.tenant]
-        hold = max(0.0, self._clock() - granted)
-        mean = self._mean_hold
-        self._mean_hold = hold if mean is None else mean + _HOLD_ALPHA * (hold - mean)
+        self.record_hold(max(0.0, self._clock() - granted))
         self._dispatch()
+
+    def record_hold(self, seconds: float) -> None:
+        """One slot hold time, for retry-after estimates (also of the shared ledger's)."""
+        mean = self._mean_hold
+        self._mean_hold = seconds if mean is None else mean + _HOLD_ALPHA * (seconds - mean)
 
     def snapshot(self) -> QueueSnapshot:
         now = self._clock()
@@ -369,6 +378,9 @@ class AdmissionQueue:
             self._remove(waiter)
         elif future.exception() is None:
             self.release(future.result())
+
+    def estimate(self, ahead: int) -> float:
+        return self._estimate(ahead)
 
     def _estimate(self, ahead: int) -> float:
         """Seconds until ``ahead`` waiters and then one more are likely served."""

@@ -6,10 +6,15 @@ request beyond that waits here, in the gateway, where slots are handed out fairl
 users and by priority (``admission.py``), instead of in the engine's first-come-first-served
 queue. The capacity follows the replicas: a replica whose circuit opened or whose engine
 failed no longer counts.
+
+With Redis (``redis_url``), a fleet of gateways shares one ledger of each model's slots and
+one fair queue (``shared_admission.py``); while Redis is down, or without it, each gateway
+admits through its own queue.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +28,11 @@ from chatgate.engines.admission import (
     Grant,
     Priority,
     QueueSnapshot,
+    QueueTimeout,
 )
 from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.registry import ModelEntry, ModelRegistry
+from chatgate.engines.shared_admission import SharedLedger
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 
@@ -72,7 +79,17 @@ class EnginePools:
         default_slots: int = DEFAULT_SLOTS,
         max_waiting: int = 256,
         timeout: float = 120.0,
+        redis_url: str | None = None,  # shared by every gateway using the same Redis and prefix
+        redis_prefix: str = "chatgate",
+        lease_seconds: float = 10.0,
     ) -> None:
+        self._ledger = (
+            SharedLedger(
+                redis_url, redis_prefix, lease_seconds=lease_seconds, on_fallback=self._fallback
+            )
+            if redis_url
+            else None
+        )
         self._registry = registry
         self._metrics = metrics
         self._default_slots = default_slots
@@ -108,13 +125,7 @@ class EnginePools:
             self._registry.ensure_available(entry)  # a dead pool answers now, not after a wait
         queue = self.queue(entry, self.capacity(entry, usable))
         try:
-            grant = await queue.acquire(
-                ticket.tenant,
-                weight=ticket.weight,
-                priority=ticket.priority,
-                timeout=self._timeout,
-                on_position=ticket.on_position,
-            )
+            grant = await self._admit(entry.id, queue, ticket)
         except AdmissionRejected as exc:
             if self._metrics is not None:
                 self._metrics.queue_rejections.labels(entry.id, exc.reason).inc()
@@ -128,13 +139,61 @@ class EnginePools:
 
     def release(self, model_id: str, grant: Grant) -> None:
         queue = self._queues[model_id]
-        queue.release(grant)
+        if self._ledger is not None and self._ledger.owns(grant):
+            queue.record_hold(self._ledger.release(grant))
+        else:
+            queue.release(grant)
         self._observe(model_id, queue)
 
     def snapshots(self) -> list[QueueSnapshot]:
+        """Each model's queue as this gateway sees it (with Redis: its own share of the
+        fleet's slots and waiters, admitted through the shared ledger or locally)."""
         for entry in self._registry.all_models():
             self.queue(entry)  # capacities as of now
-        return [queue.snapshot() for queue in self._queues.values()]
+        snapshots = [queue.snapshot() for queue in self._queues.values()]
+        if self._ledger is None:
+            return snapshots
+        ledger = self._ledger
+        return [
+            dataclasses.replace(
+                s, busy=s.busy + ledger.held(s.name), waiting=s.waiting + ledger.waiting(s.name)
+            )
+            for s in snapshots
+        ]
+
+    async def close(self) -> None:
+        if self._ledger is not None:
+            await self._ledger.close()
+
+    async def _admit(self, model_id: str, queue: AdmissionQueue, ticket: Ticket) -> Grant:
+        """Through the fleet's shared ledger while Redis answers, else this gateway's queue."""
+        if self._ledger is not None and self._ledger.usable():
+            try:
+                grant = await self._ledger.acquire(
+                    model_id,
+                    queue.capacity,
+                    ticket.tenant,
+                    weight=ticket.weight,
+                    priority=ticket.priority,
+                    timeout=self._timeout,
+                    on_position=ticket.on_position,
+                )
+            except QueueTimeout as exc:
+                estimate = queue.estimate(self._ledger.waiting(model_id))
+                raise QueueTimeout(exc.message, estimate) from exc
+            if grant is not None:
+                return grant
+        return await queue.acquire(
+            ticket.tenant,
+            weight=ticket.weight,
+            priority=ticket.priority,
+            timeout=self._timeout,
+            on_position=ticket.on_position,
+        )
+
+    def _fallback(self, down: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.admission_fallback.set(1 if down else 0)
 
     def _observe(self, model_id: str, queue: AdmissionQueue) -> None:
         """The gauges, from counters and pre-bound label children: this runs twice per
@@ -144,12 +203,14 @@ class EnginePools:
             if self._metrics is None:
                 return
             gauges = self._gauges[model_id] = _PoolGauges.bind(self._metrics, model_id)
-        waiting = queue.waiting
+        ledger = self._ledger
+        waiting = queue.waiting + (ledger.waiting(model_id) if ledger is not None else 0)
         if waiting or gauges.last_waiting:  # nothing waited before or now: no change
             for priority, depth in gauges.depth.items():
-                depth.set(queue.waiting_in(priority))
+                shared = ledger.waiting(model_id, priority) if ledger is not None else 0
+                depth.set(queue.waiting_in(priority) + shared)
             gauges.last_waiting = waiting
-        gauges.busy.set(queue.busy)
+        gauges.busy.set(queue.busy + (ledger.held(model_id) if ledger is not None else 0))
         gauges.capacity.set(queue.capacity)
 
 

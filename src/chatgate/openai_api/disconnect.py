@@ -20,6 +20,18 @@ class ClientGone(Exception):
     """The client disconnected before its answer was complete."""
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body of a raw ASGI endpoint; ``ClientGone`` if the client left."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
 class DisconnectWatch:
     """Inside the block, a client that disconnects cancels the task running it (which
     closes the engine connection, aborting the generation); the block then ends in

@@ -22,7 +22,7 @@ from chatgate.engines.stream import StreamStats
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
 from chatgate.openai_api import service
-from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch
+from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch, read_body
 from chatgate.state import AppState
 
 _SSE_START_HEADERS = [
@@ -42,7 +42,7 @@ class RelayEndpoint:
         state: AppState = scope["app"].state.chatgate
         request_state = scope.setdefault("state", {})
         try:
-            raw = await _read_body(receive)
+            raw = await read_body(receive)
             call = await self._admit(scope, state, raw)
         except APIError as exc:
             await _send_error(send, exc)
@@ -129,17 +129,6 @@ async def _stream(call: service.RelayCall, send: Send) -> None:
     except asyncio.CancelledError:  # the client left (or the server is stopping)
         service.record_cancelled(call, stats)
         raise
-
-
-async def _read_body(receive: Receive) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(parts)
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,12 @@ from chatgate.engines.routing import v1_affinity_key
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
 from chatgate.errors import APIError, error_body
 from chatgate.limits.service import Admission
+from chatgate.openai_api.aggregate import Aggregate
 from chatgate.openai_api.validation import validate_request
 from chatgate.settings import Settings
 from chatgate.shutdown import ServerShuttingDown
 from chatgate.state import AppState
+from chatgate.usage.outbox import GATEWAY_LOST
 from chatgate.usage.record import UsageRecord, usage_row
 
 log = logging.getLogger("chatgate.v1")
@@ -55,6 +58,7 @@ class RelayCall:
     prompt_estimate: int
     accounted: bool = False  # its one usage row was handed to the writer
     admission: Admission | None = None  # limits held until its usage row is recorded
+    record_key: str | None = None  # a stream's row key: its progress is journaled under it
 
     @property
     def model(self) -> ModelEntry:
@@ -147,7 +151,7 @@ def rejected_row(
 def row(
     call: RelayCall, stats: StreamStats, status: str, code: int, error: str | None = None
 ) -> UsageRecord:
-    return usage_row(
+    usage = usage_row(
         call.engine,
         call.identity,
         call.route,
@@ -157,38 +161,47 @@ def row(
         error=error,
         prompt_estimate=call.prompt_estimate,
     )
+    usage.record_key = call.record_key
+    return usage
 
 
 async def refused(call: RelayCall, stats: StreamStats, exc: EngineError | APIError) -> APIError:
     """Account a request no engine answered (all replicas failed, or none could take it)
     and say so to the client."""
     if isinstance(exc, ServerShuttingDown):  # still queued or opening at the drain deadline
-        await _record(call, row(call, stats, "interrupted", exc.status_code, exc.message))
+        await record(call, row(call, stats, "interrupted", exc.status_code, exc.message))
         return APIError(exc.status_code, exc.message, exc.code, headers=exc.retry_after)
-    await _record(call, row(call, stats, "error", exc.status_code, exc.message))
+    await record(call, row(call, stats, "error", exc.status_code, exc.message))
     if isinstance(exc, EngineError):
         return APIError(exc.status_code, exc.message, exc.code)
     return exc
 
 
 async def complete(call: RelayCall) -> dict[str, Any]:
-    """A non-streamed answer; cancelled (the client left), the engine request is aborted."""
+    """A non-streamed answer, put together from a streamed engine request (``aggregate``):
+    a client that leaves aborts the engine's work, and the usage is the engine's own."""
     stats = StreamStats()
+    answer = Aggregate(call.route != "v1.completions", call.model.id, call.request_id)
+    call.engine.payload.update(stream=True, stream_options={"include_usage": True})
     try:
-        data = await call.state.upstreams.fetch(call.engine)
+        async with call.state.upstreams.stream(call.engine) as upstream:
+            async for batch in upstream.batches():
+                for line in batch:
+                    if (chunk := parse_data_line(line)) is not None:
+                        stats.observe(chunk)
+                        answer.add(chunk)
+        if stats.finish_reason is None:
+            raise EngineError("The engine ended the answer unexpectedly", "engine_disconnected")
     except (EngineError, APIError) as exc:
         raise await refused(call, stats, exc) from exc
     except asyncio.CancelledError:
         record_cancelled(call, stats)
         raise
-    stats.observe({"usage": data.get("usage")})
-    choices = data.get("choices") or [{}]
-    stats.finish_reason = choices[0].get("finish_reason")
+    data = answer.response()
     if stats.completion_tokens is None:
         # No usage from the engine: estimate from the answer rather than count zero.
-        stats.completion_tokens = estimate_text_tokens(_answer_text(choices))
-    data["model"] = call.model.id
-    await _record(call, row(call, stats, "ok", 200))
+        stats.completion_tokens = estimate_text_tokens(_answer_text(data["choices"]))
+    await record(call, row(call, stats, "ok", 200))
     return data
 
 
@@ -206,6 +219,7 @@ async def relay_stream(
     status, code = "cancelled", 499
     error: str | None = "client disconnected"
     error_event: bytes | None = None
+    _track_progress(call, stats)
     try:
         async for batch in upstream.batches():
             # One write per network read of the engine, not one per event.
@@ -229,31 +243,47 @@ async def relay_stream(
     finally:
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
-            _record_nowait(call, row(call, stats, status, code, error))
+            record_nowait(call, row(call, stats, status, code, error))
     final = row(call, stats, status, code, error)
-    await _record(call, final)
+    await record(call, final)
     tail = [error_event or b""]
     if call.client_wants_usage and stats.prompt_tokens is None and status == "ok":
         tail.append(_usage_event(call, final))  # the engine sent none: our count
     yield FinalChunk(b"".join([*tail, DONE_LINE, b"\n\n"]))
 
 
+def _track_progress(call: RelayCall, stats: StreamStats) -> None:
+    """While it streams, the journal keeps this request's row as it stands (every 2 s, not
+    per token): if the gateway is killed, the tokens already sent are still billed."""
+    call.record_key = f"v1:{uuid.uuid4().hex}"
+    call.state.outbox.track(
+        call.record_key, lambda: row(call, stats, "interrupted", 503, GATEWAY_LOST)
+    )
+
+
 def record_cancelled(call: RelayCall, stats: StreamStats) -> None:
     """Account a request whose client left (unless its row is already on its way)."""
-    _record_nowait(call, row(call, stats, "cancelled", 499, "client disconnected"))
+    record_nowait(call, row(call, stats, "cancelled", 499, "client disconnected"))
 
 
-async def _record(call: RelayCall, row: UsageRecord) -> None:
+async def record(call: RelayCall, row: UsageRecord) -> None:
     call.accounted = True
     _finish_admission(call, row)
+    _untrack(call)
     await call.state.usage.record(row)
 
 
-def _record_nowait(call: RelayCall, row: UsageRecord) -> None:
+def record_nowait(call: RelayCall, row: UsageRecord) -> None:
     if not call.accounted:
         call.accounted = True
         _finish_admission(call, row)
+        _untrack(call)
         call.state.usage.record_nowait(row)
+
+
+def _untrack(call: RelayCall) -> None:
+    if call.record_key is not None:
+        call.state.outbox.untrack(call.record_key)
 
 
 def _finish_admission(call: RelayCall, row: UsageRecord) -> None:

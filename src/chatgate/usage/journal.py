@@ -29,7 +29,7 @@ import orjson
 
 log = logging.getLogger("chatgate.journal")
 
-EntryKind = Literal["usage", "message", "checkpoint"]
+EntryKind = Literal["usage", "message", "checkpoint", "progress"]
 SUFFIX = ".jsonl"
 
 

@@ -45,12 +45,21 @@ def usage_entry(row: UsageRecord) -> Entry:
     return new_entry("usage", {**vars(row), "created_at": time.time()})
 
 
+# A stream's usage row as it stands, saved while it runs: billed if its gateway dies.
+GATEWAY_LOST = "The gateway stopped during this answer (billed as far as it got)"
+Snapshot = Callable[[], UsageRecord]
+
+
 def answer_entry(answer: FinalAnswer) -> Entry:
     return new_entry("message", {**vars(answer)})
 
 
 def checkpoint_entry(checkpoint: Checkpoint) -> Entry:
     return new_entry("checkpoint", {**vars(checkpoint)})
+
+
+def progress_entry(row: UsageRecord) -> Entry:
+    return new_entry("progress", {**vars(row), "created_at": time.time()})
 
 
 class Outbox:
@@ -70,6 +79,9 @@ class Outbox:
         self._lock = asyncio.Lock()  # one writer of the open segment at a time
         self._task: asyncio.Task[None] | None = None
         self._warned_full = False
+        # Streams running now (key -> their usage row as it stands): journaled every pass,
+        # so a kill -9 still bills each (``track``).
+        self._live: dict[str, Snapshot] = {}
         self.depth = 0  # entries journaled and not yet replayed, as far as this process knows
         self.oldest: float | None = None
         self.replayed = 0
@@ -98,6 +110,15 @@ class Outbox:
         self.depth += len(entries)
         self._metrics.journal_written.inc(len(entries))
         self._observe()
+
+    def track(self, key: str, snapshot: Snapshot) -> None:
+        """A stream that is running: every replay pass journals ``snapshot()`` (a usage
+        row keyed ``key``, status interrupted), replayed only if this gateway dies before
+        the stream's own row (same key, which replaces it) is written. Nothing per token."""
+        self._live[key] = snapshot
+
+    def untrack(self, key: str) -> None:
+        self._live.pop(key, None)
 
     async def save_answer(self, answer: FinalAnswer) -> bool:
         """Save a finished answer, or journal it; False if it had to be journaled."""
@@ -140,8 +161,11 @@ class Outbox:
         """One pass over every segment this process may take; the entries written."""
         async with self._lock:
             self.journal.seal()
+            await self._journal_live()
         written, remaining, oldest = 0, 0, None
-        segments = await asyncio.to_thread(lambda: list(self.journal.claim()))
+        # Newest first: a dead gateway's last progress snapshot wins over its earlier ones
+        # (progress never replaces a row); the other kinds do not depend on the order.
+        segments = await asyncio.to_thread(lambda: list(self.journal.claim())[::-1])
         for segment in segments:
             if remaining == 0 and await self._apply(segment):
                 written += len(segment.entries)
@@ -160,9 +184,23 @@ class Outbox:
         self._observe()
         return written
 
-    async def _apply(self, segment: Segment) -> bool:
+    async def _journal_live(self) -> None:
+        """The running streams' rows as they stand, into the new segment (the lock is
+        held). Progress in this process's older segments is obsolete: not replayed."""
+        if not self._live:
+            return
+        entries = [progress_entry(snapshot()) for snapshot in list(self._live.values())]
         try:
-            await _write_segment(self._sessionmaker, segment.entries)
+            await asyncio.to_thread(self.journal.append, entries)
+        except Exception:  # best effort: the streams' own rows are what counts
+            log.warning("could not journal %d running streams", len(entries), exc_info=True)
+
+    async def _apply(self, segment: Segment) -> bool:
+        # Progress entries count only when their writer died (its streams never ended).
+        ours = segment.path.name.startswith(f"{self.journal.owner}-")
+        entries = [e for e in segment.entries if not (ours and e.kind == "progress")]
+        try:
+            await _write_segment(self._sessionmaker, entries)
         except Exception as exc:
             if is_outage(exc):
                 self._health.failed(exc)
@@ -217,17 +255,22 @@ async def _write_segment(
     user or key was deleted meanwhile is kept without them, as ON DELETE SET NULL would
     have done had the row been there first."""
     rows = [_usage_values(entry.data) for entry in entries if entry.kind == "usage"]
+    lost = [_usage_values(entry.data) for entry in entries if entry.kind == "progress"]
     try:
-        await _write(sessionmaker, entries, rows)
+        await _write(sessionmaker, entries, rows, lost)
     except IntegrityError:
-        orphaned = [{**row, "user_id": None, "api_key_id": None} for row in rows]
-        await _write(sessionmaker, entries, orphaned)
+        await _write(sessionmaker, entries, _without_owner(rows), _without_owner(lost))
+
+
+def _without_owner(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**row, "user_id": None, "api_key_id": None} for row in rows]
 
 
 async def _write(
     sessionmaker: async_sessionmaker[AsyncSession],
     entries: list[Entry],
     rows: list[dict[str, Any]],
+    lost: list[dict[str, Any]],
 ) -> None:
     async with sessionmaker() as db:
         # In journal order: a checkpoint never lands after its answer's final save (and
@@ -237,9 +280,16 @@ async def _write(
                 await save_checkpoint(db, Checkpoint(**entry.data))
             elif entry.kind == "message":
                 await save_final(db, FinalAnswer(**entry.data))
+        if lost:  # streams of a dead gateway: never over a row the stream itself wrote
+            await insert_rows(db, _latest(lost), replace=False)
         if rows:
             await insert_rows(db, rows)
         await db.commit()
+
+
+def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per key: the last snapshot journaled (they grow as the stream runs)."""
+    return list({row["record_key"]: row for row in rows}.values())
 
 
 def _usage_values(data: dict[str, Any]) -> dict[str, Any]:
