@@ -178,3 +178,11 @@ def test_reload_mid_answer_resumes_without_duplicates(served: Served) -> None:
         headers={"Authorization": f"Bearer {token}"},
     ).json()
     assert detail["messages"][-1]["content"] == text_of(everything)
+
+
+def test_oversized_request_heads_are_refused_by_the_server(served: Served) -> None:
+    # `chatgate serve` runs uvicorn with CHATGATE_MAX_HEADER_BYTES (16 KiB): a 100 KB header
+    # never reaches the app, and normal requests are unaffected.
+    refused = httpx.get(served.url + "/health", headers={"X-Padding": "a" * 100_000}, timeout=30)
+    assert refused.status_code == 431
+    assert httpx.get(served.url + "/health", timeout=30).status_code == 200
