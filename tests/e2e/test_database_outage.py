@@ -21,14 +21,13 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 
 from tests.e2e.harness import Served, serve_env
 from tests.fakes.upstream import FakeUpstream
@@ -46,14 +45,6 @@ SHORT = "[[chunks=20 delay=0.25]] and a short one"  # ~5 s
 def postgres() -> Iterator[PrivatePostgres]:
     with private_postgres() as server:
         yield server
-
-
-@pytest_asyncio.fixture
-async def engine() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start_served(

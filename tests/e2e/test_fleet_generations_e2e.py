@@ -48,14 +48,6 @@ LOST_BOUND_SECONDS = LEASE_SECONDS * 1.5 + 4.0  # + slack for a loaded 2-core ma
 
 
 @pytest_asyncio.fixture
-async def engine() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture
 async def fleet(tmp_path: Path, engine: FakeUpstream) -> AsyncIterator[tuple[Served, Served]]:
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     database = await create_pg_database()

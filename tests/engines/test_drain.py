@@ -32,16 +32,6 @@ async def client() -> AsyncIterator[EngineClient]:
     await c.close()
 
 
-@pytest_asyncio.fixture
-async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
-    a, b = FakeUpstream(model="engine-a"), FakeUpstream(model="engine-b")
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
-
-
 class Setup:
     def __init__(self, client: EngineClient, *urls: str, slots: int | None = None) -> None:
         self.endpoints = [

@@ -38,16 +38,6 @@ async def client() -> AsyncIterator[EngineClient]:
     await c.close()
 
 
-@pytest_asyncio.fixture
-async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
-    a, b = FakeUpstream(model="engine-a"), FakeUpstream(model="engine-b")
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
-
-
 def endpoint(url: str, name: str) -> Endpoint:
     return Endpoint(name=name, base_url=url + "/v1", upstream_model=f"{name}-model")
 

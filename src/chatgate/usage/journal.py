@@ -76,9 +76,10 @@ class Journal:
     def append(self, entries: list[Entry]) -> None:
         """Write and fsync ``entries`` (blocking: run it in a thread)."""
         data = b"".join(entry.line() for entry in entries)
-        if self.size_bytes() + len(data) > self.max_bytes:
+        held = self.size_bytes()
+        if held + len(data) > self.max_bytes:
             raise JournalFull(
-                f"the journal in {self.directory} holds {self.size_bytes()} bytes "
+                f"the journal in {self.directory} holds {held} bytes "
                 f"(bound {self.max_bytes}); {len(entries)} entries could not be kept"
             )
         handle = self._active or self._open_segment()
