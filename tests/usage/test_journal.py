@@ -7,9 +7,11 @@ import asyncio
 import fcntl
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import pytest_asyncio
@@ -21,7 +23,7 @@ from chatgate.db.health import DatabaseHealth, is_outage
 from chatgate.db.models import RequestLog
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.observability.metrics import Metrics
-from chatgate.usage.journal import Journal, JournalFull, new_entry
+from chatgate.usage.journal import Journal, JournalFull, Segment, new_entry
 from chatgate.usage.outbox import Outbox, usage_entry
 from chatgate.usage.record import UsageRecord
 from chatgate.usage.service import UsageWriter
@@ -231,3 +233,73 @@ async def test_a_finished_stream_leaves_nothing_to_bill(
     await heir.replay()
     assert await count_rows(sessionmaker, "done") == 0
     await heir.close()
+
+
+class _SlowClaim(Journal):
+    """Claims in a thread that waits for ``go``: a replay cancelled mid-claim."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, 1 << 20)
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def claim(self) -> Iterator[Segment]:
+        self.entered.set()
+        self.go.wait(30)
+        return super().claim()
+
+
+class _StuckDatabase:
+    """A session that never opens: a replay cancelled while writing."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    def __call__(self) -> _StuckDatabase:
+        return self
+
+    async def __aenter__(self) -> None:
+        self.entered.set()
+        await asyncio.Event().wait()
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _claimable(directory: Path) -> int:
+    segments = list(Journal(directory, 1 << 20).claim())
+    for segment in segments:
+        segment.release()
+    return len(segments)
+
+
+async def test_a_replay_cut_while_claiming_lets_go_of_its_segments(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    left = Journal(tmp_path, 1 << 20)
+    left.append([usage_entry(row())])
+    left.seal()
+    journal = _SlowClaim(tmp_path)
+    outbox = Outbox(journal, sessionmaker, DatabaseHealth(), Metrics())
+    task = asyncio.create_task(outbox.replay())
+    assert await asyncio.to_thread(journal.entered.wait, 30)
+    task.cancel()
+    journal.go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Its lock was let go: a later pass (or another gateway) takes the segment.
+    assert _claimable(tmp_path) == 1
+
+
+async def test_a_replay_cut_while_writing_lets_go_of_its_segments(tmp_path: Path) -> None:
+    left = Journal(tmp_path, 1 << 20)
+    left.append([usage_entry(row())])
+    left.seal()
+    stuck = _StuckDatabase()
+    database = cast("async_sessionmaker[AsyncSession]", stuck)
+    outbox = Outbox(Journal(tmp_path, 1 << 20), database, DatabaseHealth(), Metrics())
+    task = asyncio.create_task(outbox.replay())
+    await asyncio.wait_for(stuck.entered.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _claimable(tmp_path) == 1

@@ -165,17 +165,20 @@ class Outbox:
         written, remaining, oldest = 0, 0, None
         # Newest first: a dead gateway's last progress snapshot wins over its earlier ones
         # (progress never replaces a row); the other kinds do not depend on the order.
-        segments = await asyncio.to_thread(lambda: list(self.journal.claim())[::-1])
-        for segment in segments:
-            if remaining == 0 and await self._apply(segment):
-                written += len(segment.entries)
-                await asyncio.to_thread(segment.done)
-                continue
-            remaining += len(segment.entries)
-            if segment.entries:
-                first = min(entry.at for entry in segment.entries)
-                oldest = first if oldest is None else min(oldest, first)
-            segment.release()
+        segments = await self._claim()
+        try:
+            for segment in segments:
+                if remaining == 0 and await self._apply(segment):
+                    written += len(segment.entries)
+                    await asyncio.to_thread(segment.done)
+                    continue
+                remaining += len(segment.entries)
+                if segment.entries:
+                    first = min(entry.at for entry in segment.entries)
+                    oldest = first if oldest is None else min(oldest, first)
+        finally:  # a pass cut by shutdown lets go of what it did not finish
+            for segment in segments:
+                segment.release()
         self.depth, self.oldest = remaining, oldest
         if written:
             self.replayed += written
@@ -183,6 +186,19 @@ class Outbox:
             log.warning("replayed %d journaled entries into the database", written)
         self._observe()
         return written
+
+    async def _claim(self) -> list[Segment]:
+        """The segments this process may take, newest first. Cancelled meanwhile (shutdown),
+        it waits for the claiming thread and lets go of its locks before giving up."""
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(lambda: list(self.journal.claim())[::-1])
+        )
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            for segment in await claiming:
+                segment.release()
+            raise
 
     async def _journal_live(self) -> None:
         """The running streams' rows as they stand, into the new segment (the lock is
