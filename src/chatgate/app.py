@@ -28,13 +28,16 @@ from chatgate.chat.generations import GenerationManager
 from chatgate.chat.redis_bus import shared_generations
 from chatgate.chat.router import router as chat_router
 from chatgate.conversations.router import router as conversations_router
+from chatgate.datasets.router import router as datasets_router
 from chatgate.db.health import DatabaseHealth, install_database_handlers
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines import persist
 from chatgate.engines.client import EngineClient
+from chatgate.engines.coordinator import start_coordinator
 from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.engines.failover import Upstreams
 from chatgate.engines.health import discover_upstream_model
+from chatgate.engines.leader import LeaderLease
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.monitor import EngineMonitor
 from chatgate.engines.pool import EnginePools
@@ -43,6 +46,9 @@ from chatgate.engines.registry import ModelEntry, ModelRegistry, normalise_base_
 from chatgate.engines.router import router as models_router
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.errors import APIError, install_error_handlers
+from chatgate.feedback.router import router as feedback_router
+from chatgate.finetune.router import router as finetune_router
+from chatgate.finetune.supervisor import FinetuneSupervisor
 from chatgate.fleet import start_fleet_events
 from chatgate.head import HeadAsGet
 from chatgate.health.router import router as health_router
@@ -58,6 +64,7 @@ from chatgate.observability.tracing import TracingMiddleware, make_provider
 from chatgate.openai_api.router import RELAY_OPENAPI_PATHS
 from chatgate.openai_api.router import router as openai_router
 from chatgate.openapi_responses import without_fastapi_422
+from chatgate.responses_api.router import router as responses_router
 from chatgate.runtime import tune_garbage_collector
 from chatgate.settings import Settings
 from chatgate.shutdown import Drain, ShutdownBudget, SigtermDrain
@@ -130,6 +137,7 @@ def build_registry(settings: Settings, profiles: dict[str, ModelProfile]) -> Mod
             entry.default_params = dict(profile.default_params)
             entry.context_length = profile.max_model_len
             entry.profile_id = profile.id
+            entry.embeddings = profile.embeddings
         registry.add(entry)
     return registry
 
@@ -244,6 +252,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     generations.start_sweeper()
     generations.listen(fleet)
+    # Fine-tuning jobs (finetune/): at most one trainer process per gateway.
+    finetune = FinetuneSupervisor(settings, sessionmaker, metrics)
+    finetune.start()
+    app.state.finetune = finetune
+    coordinator = (
+        start_coordinator(settings, manager, redis, fleet, app.state.lease)
+        if app.state.run_engines
+        else None
+    )
     # Only development mode may run without a configured secret: tokens then die with it.
     secret = (
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else secrets.token_hex(32)
@@ -280,7 +297,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # never as a client that left; the generations then save within the budget.
         drain.interrupt()
         await generations.shutdown(drain.budget.lifespan_seconds)
+        await finetune.close()  # its trainer stops; the job ends as interrupted
         await monitor.close()
+        if coordinator is not None:
+            await coordinator.close()  # engines stop before the lease is given back
         await manager.close()
         await limit_store.close()
         if pools is not None:
@@ -305,12 +325,17 @@ def create_app(
     managed: dict[str, EngineSupervisor] | None = None,
     tune_gc: bool = False,
     drain_on_sigterm: bool = False,
+    run_engines: bool = False,
+    lease: LeaderLease | None = None,
 ) -> FastAPI:
     """The gateway app. ``managed``: engines the caller started (profile id → supervisor)
     that the app takes over, so an admin can switch them. ``tune_gc``: this process is
     the server (see ``runtime.tune_garbage_collector``), not a test or a tool.
     ``drain_on_sigterm``: run by uvicorn as the real server, whose SIGTERM then drains
-    first (``shutdown.SigtermDrain``); never for apps driven through ASGI transports."""
+    first (``shutdown.SigtermDrain``); never for apps driven through ASGI transports.
+    ``run_engines``: this process may run the fleet's local engine when it holds the
+    leader ``lease`` (``engines/coordinator.py``; the CLI's, else one of its own), and
+    follows the leader otherwise; apps built without it never start engines themselves."""
     settings = load_secret(settings or Settings())
     check_startup_safety(settings)
     try:
@@ -327,6 +352,8 @@ def create_app(
     app.state.registry = registry
     app.state.profiles = profiles
     app.state.managed = dict(managed or {})
+    app.state.run_engines = run_engines
+    app.state.lease = lease
     app.state.tune_gc = tune_gc
     app.state.drain = Drain(ShutdownBudget(settings.shutdown_grace_seconds))
     app.state.drain_on_sigterm = drain_on_sigterm
@@ -335,6 +362,7 @@ def create_app(
     for router in (
         openai_router,  # first: routes are matched in order, and /v1 is the hot path
         anthropic_router,
+        responses_router,
         health_router,
         admin_router,
         auth_router,
@@ -346,6 +374,9 @@ def create_app(
         metrics_router,
         usage_router,
         limits_router,
+        finetune_router,
+        feedback_router,
+        datasets_router,
     ):
         app.include_router(router)
     app.router.default = spa_fallback  # only when no route matched

@@ -183,7 +183,9 @@ async def _internal_error(send: Send, headers: list[tuple[bytes, bytes]]) -> Non
 class DrainGuard:
     """While the gateway drains (SIGTERM, ``shutdown.Drain``), new requests get a 503 at
     once, with Retry-After and Connection: close, so clients and load balancers move on;
-    the probes and metrics keep answering. Requests already in flight are not affected.
+    the probes and metrics keep answering. Requests already in flight are not affected, and
+    the drain waits for those that change something (``Drain.admitted``), not only for
+    those that reached an engine.
     Sits inside ``GatewayMiddleware``, so refusals carry the request id and are logged."""
 
     ALWAYS_SERVED = frozenset({"/health", "/health/ready", "/metrics"})
@@ -204,6 +206,10 @@ class DrainGuard:
                 (b"connection", b"close"),
             ]
             await send_json(send, 503, body, headers)
+            return
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            with self.drain.admitted():  # the drain waits for what it let in
+                await self.app(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     # and how long the new engine may take to become ready.
     switch_drain_seconds: float = 60.0
     switch_ready_seconds: float = 900.0
+    # Several gateway processes: the one holding this lease (Redis, else a file lock) runs
+    # the local engine and switches; a dead leader is replaced within it (engines/leader.py).
+    engine_leader_lease_seconds: float = Field(default=10.0, ge=1.0)
 
     # --- limits (role defaults; admins override per role, user and key)
     ratelimit_defaults: dict[str, dict[str, int | None]] = Field(
@@ -175,11 +178,33 @@ class Settings(BaseSettings):
     # A running answer saves its text every 2 s; one whose last save is older than this
     # lease has no live gateway behind it (chat/answers.py) and is ended by any gateway.
     answer_lease_seconds: float = Field(60.0, ge=4.0)
+    # /v1/responses answers stored for previous_response_id and GET (OpenAI keeps 30
+    # days); older ones are neither served nor kept (responses_api/store.py).
+    responses_retention_days: float = Field(30.0, gt=0)
 
     # --- durability: what the database cannot take now is journaled under the data dir
     # and replayed when it is back (usage/outbox.py). 256 MiB keeps a 10-minute outage at
     # 100 requests/s (60,000 rows of ~0.5 KB) with room to spare.
     journal_max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+
+    # --- training data (datasets/): whether a user who never chose in Settings lets their
+    # rated conversations train models. Opted in by default on a self-hosted gateway (the
+    # operator owns the data and the model); false makes it opt-in for everyone.
+    training_default_opt_in: bool = True
+
+    # --- fine-tuning (finetune/): the trainer runs in its own venv (torch, peft, mlflow are
+    # never imported by the gateway). Defaults: .venv-train/bin/python and
+    # tools/train/finetune.py of the source tree. MLflow: embedded (SQLite + files under
+    # data_dir/mlflow) unless a tracking server is named (CHATGATE_MLFLOW_TRACKING_URI).
+    train_python: str | None = None
+    train_script: Path | None = None
+    # One torch thread: the trainer shares the CPU with the engines this gateway serves,
+    # and two threads under contention were 3-10x slower per step than one (docs/finetuning.md).
+    train_threads: int = Field(1, ge=1)
+    mlflow_tracking_uri: str | None = None
+    # A running job's owner renews its lease every quarter of this; a job whose lease ran
+    # out has no live gateway behind it and any gateway ends it as interrupted.
+    finetune_lease_seconds: float = Field(60.0, ge=4.0)
 
     # --- shutdown: SIGTERM to exit within this (streams run until it less a margin, then
     # end with `server_shutting_down`, saved and billed `interrupted`). See shutdown.py.
@@ -277,6 +302,8 @@ class Settings(BaseSettings):
         if self.redis_url:
             data["redis_url"] = mask_url(self.redis_url)
         data["engines"] = [_mask_engine(spec) for spec in self.engines]
+        if self.mlflow_tracking_uri:
+            data["mlflow_tracking_uri"] = mask_url(self.mlflow_tracking_uri)
         return data
 
 

@@ -2,11 +2,13 @@
 
 On SIGTERM the gateway *drains*: readiness answers 503 and new requests are refused
 (``middleware.DrainGuard``), while the streams already running go on until the deadline
-(the grace period less a margin). Whatever still runs then is cut short on purpose: its
-engine response is closed, so the read fails and is reported as ``ServerShuttingDown``
-(saved and billed ``interrupted``, 503, with a terminal ``server_shutting_down`` event),
-never as a client that left. The margin pays for that last save, uvicorn's own wait for
-connections and the lifespan's cleanup (``ShutdownBudget``).
+(the grace period less a margin), and so do the requests the guard let in before, even
+those that have not reached their engine yet (``Drain.admitted``). Whatever still runs
+then is cut short on purpose: its engine response is closed, so the read fails and is
+reported as ``ServerShuttingDown`` (saved and billed ``interrupted``, 503, with a terminal
+``server_shutting_down`` event), never as a client that left. The margin pays for that
+last save, uvicorn's own wait for connections and the lifespan's cleanup
+(``ShutdownBudget``).
 
 Nothing here runs per chunk: a request registers once (``Drain.track``) and the deadline
 acts on the registered ones.
@@ -161,6 +163,7 @@ class Drain:
         self.began: float | None = None
         self.interrupted = False
         self._flights: set[Flight] = set()
+        self._admitted = 0
         self._idle = asyncio.Event()
 
     @property
@@ -170,6 +173,11 @@ class Drain:
     @property
     def in_flight(self) -> int:
         return len(self._flights)
+
+    @property
+    def busy(self) -> bool:
+        """Anything the drain waits for: engine requests, requests let in before it."""
+        return bool(self._flights) or self._admitted > 0
 
     def begin(self) -> None:
         """Readiness 503, new requests refused; running ones go on (idempotent)."""
@@ -198,8 +206,25 @@ class Drain:
             yield flight
         finally:
             self._flights.discard(flight)
-            if not self._flights:
-                self._idle.set()
+            self._settled()
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One request the guard let in (one that does something: not a read), for its
+        whole life. The drain waits for it as for an engine request: a chat that was
+        storing its turn when SIGTERM came has none yet, and ending the drain because
+        nothing else was in flight would leave it to the server's last seconds, cut in
+        mid-stream. Reads are not held: a client following a stream reconnects elsewhere."""
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+            self._settled()
+
+    def _settled(self) -> None:
+        if not self.busy:
+            self._idle.set()
 
     def interrupt(self) -> None:
         """The deadline: cut every engine request still in flight short (idempotent)."""
@@ -220,17 +245,21 @@ class Drain:
             return
         self.interrupt()
         if not await self._idle_within(self.budget.settle):
-            log.error("drain: %d engine requests did not end in time", len(self._flights))
+            log.error(
+                "drain: %d engine requests and %d others did not end in time",
+                len(self._flights),
+                self._admitted,
+            )
 
     async def _idle_within(self, seconds: float) -> bool:
-        if not self._flights:
+        if not self.busy:
             return True
         self._idle.clear()
         try:
             async with asyncio.timeout(seconds):
                 await self._idle.wait()
         except TimeoutError:
-            return not self._flights
+            return not self.busy
         return True
 
 

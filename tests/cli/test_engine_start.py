@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +14,7 @@ from chatgate.cli import engine_start
 from chatgate.db import migrate
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines import persist
+from chatgate.engines.leader import FileLeaseBackend
 from chatgate.engines.profiles import ModelProfile, load_profiles
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
@@ -45,8 +47,23 @@ def test_the_embedded_engine_by_default(tmp_path: Path) -> None:
 def test_the_profile_switched_to_comes_first(tmp_path: Path) -> None:
     settings = settings_with_active(tmp_path, "qwen2.5-7b-instruct")
     assert ids(engine_start.startup_profiles(settings)) == ["qwen2.5-7b-instruct", DEFAULT_MODEL_ID]
-    several = settings.model_copy(update={"workers": 2})  # switching needs one worker
-    assert ids(engine_start.startup_profiles(several)) == [DEFAULT_MODEL_ID]
+    several = settings.model_copy(update={"workers": 2})  # the leader worker restores it too
+    assert ids(engine_start.startup_profiles(several)) == ["qwen2.5-7b-instruct", DEFAULT_MODEL_ID]
+
+
+def test_workers_find_the_engine_to_start_in_the_fleet_state(tmp_path: Path) -> None:
+    settings = settings_with_active(tmp_path, "qwen2.5-7b-instruct", workers=2)
+    assert "the first worker" in engine_start.seed_fleet(settings)
+    state = json.loads((settings.run_dir / "fleet" / "state.json").read_text())
+    assert state["active"] == "qwen2.5-7b-instruct" and state["entries"][0]["draining"]
+    leader = FileLeaseBackend(settings.run_dir / "fleet" / "leader.lock")
+    try:
+        assert leader.acquire("a running leader", 1)
+        (settings.run_dir / "fleet" / "state.json").unlink()
+        assert "follow" in engine_start.seed_fleet(settings)
+        assert not (settings.run_dir / "fleet" / "state.json").exists(), "a leader runs it"
+    finally:
+        leader.close()
 
 
 def test_a_profile_that_is_gone_is_ignored(tmp_path: Path) -> None:

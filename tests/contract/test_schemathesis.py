@@ -83,12 +83,13 @@ async def test_openapi_contract(
     st = st_binary()
     url = f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
     await migrate.upgrade_async(url)
-    # A generated model switch must not start real engines: with several workers (as
-    # this setting says) a switch is refused with its documented 409.
+    # A generated model switch must not start real engines: neither engine program exists
+    # here, so a switch is refused (409) or fails at once, as documented.
     # Generated logins with the admin's name and wrong passwords must not lock it out.
     settings = gateway_settings(
-        tmp_path, url, upstream, workers=2, login_failures_per_user=10**6,
-        login_failures_per_ip=10**6,
+        tmp_path, url, upstream, login_failures_per_user=10**6, login_failures_per_ip=10**6,
+        llama_server=tmp_path / "no-llama-server", vllm_python=str(tmp_path / "no-python"),
+        train_python=str(tmp_path / "no-train-python"),  # a guessed dataset never trains
     )  # fmt: skip
     async with start_gateway(settings, upstream) as gateway:
         admin = await create_admin(gateway)

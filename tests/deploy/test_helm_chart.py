@@ -323,7 +323,12 @@ def test_ingress_servicemonitor_hpa() -> None:
     ingress = find(docs, "Ingress", "chatgate")
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
-    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    # A pod that drains refuses with 503 before doing anything: the ingress retries it on
+    # the next pod, which needs the (small) request body buffered.
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    assert "http_503 non_idempotent" in annotations[
+        "nginx.ingress.kubernetes.io/proxy-next-upstream"
+    ]
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= SSE_READ_TIMEOUT
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= SSE_READ_TIMEOUT
     assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"

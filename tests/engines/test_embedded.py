@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import subprocess
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from chatgate.engines.embedded import (
 )
 from chatgate.engines.launch import supervisor_for
 from chatgate.engines.process import read_log_tail
-from chatgate.engines.profiles import load_profiles
+from chatgate.engines.profiles import EmbeddingsSpec, load_profiles
 from chatgate.engines.trial import run_trial, variant_of
 from chatgate.hardware.cpu import read_cpu
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
@@ -83,7 +84,9 @@ def test_llama_server_command_line_shape() -> None:
 
 def test_installed_llama_server_accepts_every_option() -> None:
     server = require_llama_server()
-    command = llama_server_command(server, Path("m.gguf"), "h", 1, alias="a", options=OPTIONS)
+    embedding = replace(OPTIONS, embeddings=EmbeddingsSpec(dimensions=576, max_input_tokens=512))
+    command = llama_server_command(server, Path("m.gguf"), "h", 1, alias="a", options=embedding)
+    assert "--embeddings" in command
     options = [arg for arg in command if arg.startswith("--")]
 
     result = subprocess.run(

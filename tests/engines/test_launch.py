@@ -124,6 +124,27 @@ def test_the_embedded_profile_follows_the_embedded_settings(tmp_path: Path) -> N
     assert argv[argv.index("--cache-ram") + 1] == "0"
 
 
+def test_a_profile_with_embeddings_gets_llama_servers_embedding_flags(tmp_path: Path) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    server = tmp_path / "llama-server"
+    server.write_bytes(b"")
+    conf = settings(tmp_path, embedded_model_path=gguf, llama_server=server)
+    embedded = load_profiles()[DEFAULT_MODEL_ID]
+    assert embedded.embeddings is not None and embedded.embeddings.dimensions == 576
+    argv = plan_launch(embedded, conf).command(9000)
+    assert "--embeddings" in argv
+    assert argv[argv.index("--pooling") + 1] == embedded.embeddings.pooling
+    # One input in one micro-batch, a multiple of the slots (llama.cpp's mean pooling
+    # aborts otherwise): 512 tokens with 5 slots -> 515.
+    micro_batch = int(argv[argv.index("--ubatch-size") + 1])
+    assert argv[argv.index("--batch-size") + 1] == str(micro_batch)
+    assert conf.embedded_parallel == 5 and micro_batch == 515
+    # Another llama.cpp profile gets them only when it declares embeddings too.
+    local = embedded.model_copy(update={"id": "local", "path": str(gguf), "embeddings": None})
+    assert "--embeddings" not in plan_launch(local, conf).command(9000)
+
+
 def test_supervised_engines_are_proven_by_a_token(tmp_path: Path) -> None:
     conf = settings(tmp_path, engine_crash_limit=4, engine_wedged_seconds=90)
     liveness = liveness_for(load_profiles()[DEFAULT_MODEL_ID], conf, native=True)

@@ -193,16 +193,6 @@ async def test_one_switch_at_a_time_and_clear_refusals(manager: EngineManager) -
     assert disabled.value.code == "model_disabled"
 
 
-async def test_switching_needs_a_single_worker(settings: Settings) -> None:
-    mgr = EngineManager(
-        settings.model_copy(update={"workers": 2}), ModelRegistry("alpha"), dict(PROFILES)
-    )
-    assert mgr.switch_unavailable_reason() is not None
-    with pytest.raises(APIError) as refused:
-        mgr.begin_switch("beta")
-    assert refused.value.code == "switch_unavailable"
-
-
 async def test_disabling_hides_a_registered_model(manager: EngineManager) -> None:
     manager.set_enabled("alpha", False)
     with pytest.raises(APIError):

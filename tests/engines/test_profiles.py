@@ -275,3 +275,19 @@ def test_a_profile_can_override_engine_timeouts() -> None:
     assert embedded.endpoint_timeouts(defaults) is None  # the gateway's own apply
     thinker = embedded.model_copy(update={"timeouts": ProfileTimeouts(first_token=600.0)})
     assert thinker.endpoint_timeouts(defaults) == Timeouts(5.0, 600.0, 60.0)
+
+
+def test_embeddings_declare_a_size_and_the_longest_input() -> None:
+    served = ModelProfile(**minimal(embeddings={"dimensions": 384}))
+    assert served.embeddings is not None
+    # vLLM embeds whole contexts; llama.cpp one micro-batch (512 unless the profile says).
+    assert (served.embeddings.max_input_tokens, served.embeddings.pooling) == (8192, "mean")
+    local = ModelProfile(
+        **minimal(engine="llamacpp", path="/m.gguf", hf_id=None, embeddings={"dimensions": 64})
+    )
+    assert local.embeddings is not None and local.embeddings.max_input_tokens == 512
+    assert ModelProfile(**minimal()).embeddings is None  # chat only unless declared
+    with pytest.raises(ValueError, match="max_input_tokens exceeds max_model_len"):
+        ModelProfile(**minimal(embeddings={"dimensions": 8, "max_input_tokens": 10_000}))
+    with pytest.raises(ValueError, match="dimensions"):
+        ModelProfile(**minimal(embeddings={"pooling": "mean"}))

@@ -9,13 +9,18 @@ two pieces, finish_reason ``tool_calls``). ``forced`` directives apply to every 
 one instance (one failing replica of two). Every request is recorded, and a stream the
 client abandons is recorded as an abort (with its time). ``/health`` answers 404 unless
 ``health_status`` is set (llama-cpp-python has none); ``/metrics`` serves ``metrics_text``
-or 404; ``POST /tokenize`` (vLLM's) answers only while ``tokenize`` is set.
+or 404; ``POST /tokenize`` (vLLM's) answers only while ``tokenize`` is set. ``POST /v1/embeddings``
+answers ``embedding_dims``-long vectors derived from each input (equal inputs, equal
+vectors), one prompt token per word or token id; an input carrying ``[[status=N]]``,
+``[[no_usage]]``, ``[[delay=S]]`` or ``[[wrong_count]]`` (one vector too few) shapes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,6 +33,12 @@ from chatgate.engines.health import PROBE_HEADER
 
 _DIRECTIVE = re.compile(r"\[\[([^\]]*)\]\]")
 DEFAULT_WORDS = ["Paris", " is", " the", " capital", " of", " France", "."]
+# Also: a payload ``n`` streams that many choices; ``[[usage_per_answer]]`` (usage_reports);
+# ``[[leak]]`` with ``[[status=N]]`` fails with this message, internals and all.
+LEAKY_MESSAGE = (
+    'Invalid schema: File "/srv/engine/lib/python3.11/site-packages/llama_cpp/server/app.py",'
+    " line 12 (server-common.cpp:1270)\nTraceback (most recent call last):\n  boom"
+)
 
 
 @dataclass
@@ -54,6 +65,7 @@ class FakeUpstream:
     scrapes: int = 0  # GET /metrics calls
     probes: int = 0  # the gateway's 1-token generation probes (not in ``requests``)
     tokenize: bool = False  # serve vLLM's POST /tokenize (chat messages in, a count out)
+    embedding_dims: int = 8  # the length of the vectors POST /v1/embeddings answers
 
     @property
     def url(self) -> str:
@@ -67,6 +79,7 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -109,7 +122,34 @@ class FakeUpstream:
             raise web.HTTPNotFound()
         payload = await request.json()
         count = usage_of(payload, [])["prompt_tokens"]
+        if "messages" not in payload and isinstance(payload.get("prompt"), str):
+            count = len(payload["prompt"].split())  # a text: one token per word
         return web.json_response({"count": count, "tokens": list(range(count))})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        record = Recorded(request.headers.get("X-Request-ID"), request.path, payload,
+                          time.time(), headers=dict(request.headers))  # fmt: skip
+        self.requests.append(record)
+        value = payload.get("input")
+        inputs = value if isinstance(value, list) and not isinstance(value[0], int) else [value]
+        text = " ".join(item for item in inputs if isinstance(item, str))
+        opts = {**directives({"prompt": text}), **self.forced}
+        if "status" in opts:
+            failure = {"error": {"message": f"fake failure {opts['status']}", "type": "fake"}}
+            return web.json_response(failure, status=int(opts["status"]))
+        await asyncio.sleep(float(opts.get("delay", 0)))
+        dims = int(payload.get("dimensions") or self.embedding_dims)
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding_of(item, dims)}
+            for i, item in enumerate(inputs[1:] if "wrong_count" in opts else inputs)
+        ]
+        body: dict[str, Any] = {"object": "list", "data": data, "model": self.model}
+        if "no_usage" not in opts:
+            tokens = sum(len(i) if isinstance(i, list) else len(i.split()) for i in inputs)
+            body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        record.finished = time.time()
+        return web.json_response(body)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
@@ -135,7 +175,8 @@ class FakeUpstream:
             return web.Response()
         if "status" in opts:
             status = int(opts["status"])
-            body = {"error": {"message": f"fake failure {status}", "type": "server_error"}}
+            message = LEAKY_MESSAGE if "leak" in opts else f"fake failure {status}"
+            body = {"error": {"message": message, "type": "server_error"}}
             return web.json_response(body, status=status)
         await asyncio.sleep(float(opts.get("first_token_delay", 0)))
         words = answer_words(payload, opts)
@@ -168,17 +209,20 @@ class FakeUpstream:
                     assert request.transport is not None
                     request.transport.abort()  # the engine "dies" mid-stream
                     return response
-                await response.write(sse(chunk(self.model, {"content": word})))
+                for copy in range(copies(payload)):
+                    await response.write(sse(chunk(self.model, {"content": word}, index=copy)))
                 record.chunks_sent += 1
                 if delay:
                     await asyncio.sleep(delay)
             if "no_finish" not in opts:
                 finish = "tool_calls" if "tool_call" in opts else "stop"
-                await response.write(sse(chunk(self.model, {}, finish)))
+                for copy in range(copies(payload)):
+                    await response.write(sse(chunk(self.model, {}, finish, index=copy)))
             options = payload.get("stream_options") or {}
             if options.get("include_usage") and "no_usage" not in opts:
-                usage = usage_of(payload, words)
-                await response.write(sse({**chunk(self.model, {}), "choices": [], "usage": usage}))
+                for usage in usage_reports(payload, words, opts):
+                    chunk_ = {**chunk(self.model, {}), "choices": [], "usage": usage}
+                    await response.write(sse(chunk_))
             await response.write(b"data: [DONE]\n\n")
             record.finished = time.time()
         except ConnectionResetError:
@@ -218,14 +262,35 @@ def tool_call_deltas(name: str) -> list[dict[str, Any]]:
     return [{"tool_calls": [start]}, {"tool_calls": [rest]}]
 
 
-def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+def chunk(
+    model: str, delta: dict[str, Any], finish: str | None = None, index: int = 0
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
     }
+
+
+def copies(payload: dict[str, Any]) -> int:
+    """OpenAI's ``n``: every answer is the same words, streamed as choices 0..n-1."""
+    n = payload.get("n")
+    return n if isinstance(n, int) and n > 1 else 1
+
+
+def usage_reports(
+    payload: dict[str, Any], words: list[str], opts: dict[str, str]
+) -> list[dict[str, int]]:
+    """The usage chunks' contents: one for all answers (as vLLM sends), or with
+    ``[[usage_per_answer]]`` one per answer, each with the whole prompt (as llama-server
+    sends for ``n`` > 1)."""
+    n = copies(payload)
+    if "usage_per_answer" in opts:
+        return [usage_of(payload, words)] * n
+    usage = usage_of(payload, words * n)
+    return [usage]
 
 
 def usage_of(payload: dict[str, Any], words: list[str]) -> dict[str, int]:
@@ -260,3 +325,11 @@ def completion(
 
 def sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def embedding_of(item: str | list[int], dims: int) -> list[float]:
+    """A unit vector derived from the input: equal inputs, equal vectors."""
+    digest = hashlib.sha256(json.dumps(item).encode()).digest()
+    raw = [digest[i % len(digest)] / 255 - 0.5 + i / 1000 for i in range(dims)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]

@@ -303,3 +303,15 @@ async def test_a_row_for_a_deleted_user_is_kept_without_the_user(
     rows = {r.request_id: r for r in await stored(sessionmaker)}
     assert set(rows) == {item.request_id, ok.request_id}
     assert rows[item.request_id].user_id is None
+
+
+async def test_a_nul_in_client_text_does_not_lose_the_row(
+    writer: UsageWriter, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # A refused request quotes the client's model name; PostgreSQL text cannot hold NUL.
+    item = row(status="rejected", status_code=404, model="a\x00b", error="no model 'a\x00b'")
+    await asyncio.wait_for(writer.record(item), 30)
+    async with sessionmaker() as db:
+        query = select(RequestLog).where(RequestLog.request_id == item.request_id)
+        stored = (await db.execute(query)).scalar_one()
+    assert (stored.model, stored.error) == ("ab", "no model 'ab'")

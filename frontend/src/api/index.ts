@@ -24,9 +24,20 @@ import type {
   User,
   UserSettings,
   VerifyResponse,
+  Dataset,
+  DatasetFile,
+  DatasetRequest,
+  Feedback,
+  FeedbackSummary,
+  Rating,
+  TrainingConsent,
 } from './types'
 
 export { ApiError } from './client'
+
+function feedbackPath(conversationId: string, messageId: number): string {
+  return `/api/conversations/${encodeURIComponent(conversationId)}/messages/${messageId}/feedback`
+}
 export type * from './types'
 
 export const api = {
@@ -138,6 +149,25 @@ export const api = {
   engines: async (): Promise<EngineList> => {
     const list = await request<Partial<EngineList>>('GET', '/api/admin/engines')
     return { engines: list.engines ?? [], pools: list.pools ?? [] }
+  },
+
+  /** Your ratings of the answers in a conversation. */
+  conversationFeedback: async (conversationId: string) =>
+    (await request<{ feedback: Feedback[] }>('GET', `/api/conversations/${encodeURIComponent(conversationId)}/feedback`)).feedback,
+  rateMessage: (conversationId: string, messageId: number, rating: Rating, correction: string | null = null) =>
+    request<Feedback>('PUT', feedbackPath(conversationId, messageId), { rating, correction }),
+  unrateMessage: (conversationId: string, messageId: number) => request<void>('DELETE', feedbackPath(conversationId, messageId)),
+  trainingConsent: () => request<TrainingConsent>('GET', '/api/users/me/training'),
+  setTrainingConsent: (optedIn: boolean | null) => request<TrainingConsent>('PUT', '/api/users/me/training', { opted_in: optedIn }),
+  /** Admins: answers and ratings per model id. */
+  feedbackSummary: (query: Pick<UsageQuery, 'since' | 'until' | 'model'> = {}) =>
+    request<FeedbackSummary>('GET', '/api/admin/feedback/summary', undefined, { ...query }),
+  datasets: async () => (await request<{ datasets: Dataset[] }>('GET', '/api/admin/datasets')).datasets,
+  createDataset: (body: DatasetRequest) => request<Dataset>('POST', '/api/admin/datasets', body),
+  async datasetFile(version: string, name: DatasetFile): Promise<Blob> {
+    const response = await authFetch(`/api/admin/datasets/${encodeURIComponent(version)}/files/${name}`)
+    if (!response.ok) throw await errorFrom(response)
+    return response.blob()
   },
 
   async usageCsv(query: UsageQuery = {}): Promise<Blob> {

@@ -353,3 +353,69 @@ export interface SwitchStatus {
   drain_seconds: number
   log: { at: string; message: string }[]
 }
+
+// ---- Feedback on answers, the training opt-in, datasets (issue 15) ----
+
+export type Rating = 'up' | 'down'
+
+export interface Feedback {
+  message_id: number
+  rating: Rating
+  correction: string | null
+  model: string | null
+  created_at: string
+  updated_at: string
+}
+
+export interface TrainingConsent {
+  /** Effective: do dataset exports include this user's rated conversations. */
+  opted_in: boolean
+  /** The user's own choice; null: never chose (the default applies). */
+  choice: boolean | null
+  default: boolean
+}
+
+export interface ModelRates {
+  model: string | null
+  answers: number
+  rated: number
+  up: number
+  down: number
+  corrected: number
+  up_rate: number | null
+  down_rate: number | null
+  rated_share: number | null
+}
+
+export interface FeedbackSummary {
+  since: string | null
+  until: string | null
+  models: ModelRates[]
+  totals: ModelRates
+}
+
+export type DatasetRating = 'endorsed' | 'up' | 'down' | 'corrected' | 'any'
+
+export interface DatasetRequest {
+  rating?: DatasetRating
+  model?: string | null
+  since?: string | null
+  until?: string | null
+  usernames?: string[]
+  min_chars?: number
+  holdout?: number
+}
+
+export type DatasetFile = 'train.jsonl' | 'heldout.jsonl' | 'metadata.json'
+
+export interface Dataset {
+  format: string
+  version: string
+  hash: string
+  created_at: string
+  filters: Record<string, unknown>
+  counts: Record<string, number>
+  scrubbed: Record<string, number>
+  models: Record<string, number>
+  files: Record<string, string>
+}

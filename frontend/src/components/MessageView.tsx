@@ -5,6 +5,7 @@ import type { Siblings } from '../lib/tree'
 import { copyText } from '../lib/clipboard'
 import { useT } from '../i18n'
 import { Markdown } from './Markdown'
+import { FeedbackButtons } from './FeedbackButtons'
 
 export interface MessageViewProps {
   message: Message
@@ -219,6 +220,7 @@ export const MessageView = memo(function MessageView({
                 <RefreshCw className="size-4" aria-hidden />
               </IconButton>
             )}
+            {message.status !== 'error' && <FeedbackButtons message={message} />}
             {message.token_out ? (
               <span className="ml-2 text-xs text-zinc-500 dark:text-zinc-400">
                 {message.model ? `${message.model} · ` : ''}

@@ -14,6 +14,7 @@ import { errorText, Badge, MUTED, Fact } from '../components/admin/parts'
 import { SwitchPanel } from '../components/admin/SwitchPanel'
 import { EnginesSection } from '../components/admin/EnginesSection'
 import { CheckForm } from '../components/admin/CheckForm'
+import { DatasetPanel } from '../components/admin/DatasetPanel'
 
 function Overview({ list }: { list: AdminModelList }) {
   const t = useT()
@@ -359,6 +360,7 @@ export function AdminModelsPage({ switchPollMs = 1000, enginesPollMs = 5000 }: {
       )}
       <EnginesSection engines={engines} pools={pools} error={enginesError} />
       {list && profiles.length > 0 && <CheckForm models={profiles} />}
+      <DatasetPanel />
       {confirming && (
         <ConfirmDialog
           title={t('models.switchConfirmTitle', { name: confirming.name || confirming.id })}

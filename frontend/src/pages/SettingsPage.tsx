@@ -9,6 +9,7 @@ import { copyText } from '../lib/clipboard'
 import { formatDate } from '../lib/urls'
 import { PageShell } from '../components/PageShell'
 import { ConfirmDialog } from '../components/Modal'
+import { TrainingConsentSection } from '../components/TrainingConsent'
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
@@ -373,6 +374,7 @@ export function SettingsPage() {
     <PageShell title={t('settings.title')}>
       <PreferencesSection />
       <DefaultsSection />
+      <TrainingConsentSection />
       <KeysSection />
       <PasswordSection />
     </PageShell>

@@ -7,6 +7,7 @@ import { useModels } from '../stores/models'
 import { useT } from '../i18n'
 import { formatDate } from '../lib/urls'
 import { PageShell } from '../components/PageShell'
+import { FeedbackRates } from '../components/admin/FeedbackRates'
 
 type State = 'loading' | 'unavailable' | 'ready' | 'error'
 
@@ -273,6 +274,8 @@ export function UsagePage() {
               </div>
             </>
           )}
+
+          {isAdmin && <FeedbackRates query={applied} />}
 
           <div className="space-y-2">
             <h2 id="usage-recent" className="text-base font-semibold">

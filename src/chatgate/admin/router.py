@@ -51,7 +51,9 @@ async def switch_status(_admin: AdminUser, state: StateDep) -> SwitchState:
 
 @router.post("/api/admin/models/{model_id}/switch", status_code=202, responses=errors(404, 409))
 async def switch(model_id: str, _admin: AdminUser, state: StateDep) -> SwitchOut:
-    return SwitchOut.model_validate(state.manager.begin_switch(model_id).public())
+    # Any gateway of a fleet: the leader runs it, every gateway drains (engines/coordinator.py).
+    status = await state.manager.request_switch(model_id)
+    return SwitchOut.model_validate(status.public())
 
 
 @router.get("/api/admin/models/{model_id}/check", responses=errors(400, 404))

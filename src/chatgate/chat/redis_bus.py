@@ -34,6 +34,7 @@ from chatgate.chat.answers import ORPHANED
 from chatgate.chat.bus import STOP_KIND
 from chatgate.chat.generations import KEEPALIVE_SECONDS
 from chatgate.chat.streams import (
+    LOST_ENTRY_ID,
     REPLAY_PAGE,
     Entries,
     SinkKeys,
@@ -64,21 +65,17 @@ _TOUCH = (
     "if redis.call('EXISTS', KEYS[1]) == 1 then "
     "redis.call('HSET', KEYS[1], 'followed_at', ARGV[1]) return 1 end return 0"
 )
-# A dead owner's generation: numbered after its last event, atomically, unless finished.
+# A dead owner's generation ends, atomically, unless it finished: `error` and `done` in the
+# stream's last possible entry, which each reader numbers after what it has seen
+# (streams.LOST_ENTRY_ID). An owner that was only slow fails its next write (its id is lower).
 _LOST = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 if redis.call('HGET', KEYS[2], 'finished') == '1' then return 0 end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local n = 0
-if #last > 0 then n = tonumber(string.match(last[1][1], '^(%d+)')) end
-local e, d = n + 1, n + 2
-redis.call('XADD', KEYS[1], d .. '-0',
-  tostring(e), 'id: ' .. e .. '\\nevent: error\\ndata: ' .. ARGV[1] .. '\\n\\n',
-  tostring(d), 'id: ' .. d .. '\\nevent: done\\ndata: ' .. ARGV[2] .. '\\n\\n', 'end', '1')
+redis.call('XADD', KEYS[1], ARGV[4], 'error', ARGV[1], 'done', ARGV[2], 'end', '1')
 redis.call('HSET', KEYS[2], 'finished', '1')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return d
+return 1
 """
 
 
@@ -272,7 +269,7 @@ class RedisBus:
         }
         error = error_body("server_error", ORPHANED, "generation_lost")
         keys = (self.key("gen", generation_id), self.key("genmeta", generation_id))
-        args = (orjson.dumps(error), orjson.dumps(done), self._retain)
+        args = (orjson.dumps(error), orjson.dumps(done), self._retain, LOST_ENTRY_ID)
         await self._redis.eval(_LOST, 2, *keys, *args)
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from chatgate.engines.client import EngineError, parse_data_line
 from chatgate.engines.failover import EngineCall, Upstream
 from chatgate.engines.pool import Ticket
 from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
+from chatgate.engines.tokenize import fill_counts
 from chatgate.errors import APIError, error_body
 from chatgate.shutdown import SHUTTING_DOWN, ServerShuttingDown
 from chatgate.state import AppState
@@ -118,6 +119,8 @@ async def _finish(
     outcome: Outcome,
 ) -> None:
     generation = job.generation
+    if outcome.status == "complete":
+        await _count_missing(state, call, stats)
     prompt_tokens = stats.input_tokens(estimate_prompt_tokens(job.messages))
     completion_tokens = stats.output_tokens()
     outcome = await _save(state, job, call, stats, outcome, prompt_tokens)
@@ -148,6 +151,14 @@ async def _finish(
     generation.finish()
     if job.needs_title and outcome.status == "complete":
         titles.schedule(state, job, stats.text)
+
+
+async def _count_missing(state: AppState, call: EngineCall, stats: StreamStats) -> None:
+    """An engine that reported no usage (llama.cpp and vLLM always do): its tokenizer
+    counts, as for ``/v1``, so the web chat and the API bill the same prompt alike."""
+    if not stats.has_usage:
+        endpoint = next((e for e in call.model.endpoints if e.name == call.engine), None)
+        await fill_counts(state.engines, endpoint, call.path, call.payload, stats, [stats.text])
 
 
 async def _save(

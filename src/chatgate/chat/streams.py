@@ -27,6 +27,8 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chatgate.chat.generations import encode_event
+
 log = logging.getLogger("chatgate.chat")
 
 END = b"end"
@@ -41,20 +43,37 @@ RETRY_SECONDS = 1.0
 WAKE_TTL_SECONDS = 60
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+# A generation whose owner died ends with one entry of the last possible id, so every reader
+# reads it, whatever it has seen: its owner's clients were served from memory and may be
+# ahead of the stream. Its events are named, not numbered (``redis_bus._LOST``); each
+# reader numbers them after the last event it has (``unpack``).
+LOST_ENTRY_ID = b"18446744073709551615-0"
+TERMINAL = (b"error", b"done")  # in this order
 
 
 def unpack(entries: Entries, cursor: int) -> tuple[bytes, int, bool]:
-    """(the events numbered above ``cursor``, joined; the new cursor; ended)."""
+    """(the events numbered above ``cursor``, joined; the new cursor; ended).
+
+    A lost generation's terminal events (``LOST_ENTRY_ID``) are numbered here, after the
+    reader's own cursor: the dead owner's clients may have seen events Redis never got."""
     chunks: list[tuple[int, bytes]] = []
+    terminal: dict[bytes, bytes] = {}
     ended = False
     for entry_id, fields in entries:
         for name, value in fields.items():
             if name == END:
                 ended = True
+            elif name in TERMINAL:
+                terminal[name] = value
             elif int(name) > cursor:
                 chunks.append((int(name), value))
-        cursor = max(cursor, int(entry_id.split(b"-", 1)[0]))
+        if entry_id != LOST_ENTRY_ID:
+            cursor = max(cursor, int(entry_id.split(b"-", 1)[0]))
     chunks.sort()
+    for name in TERMINAL:
+        if name in terminal:
+            cursor += 1
+            chunks.append((cursor, encode_event(cursor, name.decode(), terminal[name])))
     return b"".join(value for _, value in chunks), cursor, ended
 
 

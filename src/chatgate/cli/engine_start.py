@@ -1,5 +1,5 @@
 """The engine ``chatgate serve`` starts: the active profile (after a switch), else the
-embedded SmolLM2 on llama.cpp."""
+embedded SmolLM2 on llama.cpp. One process of a fleet runs it (``engines/leader.py``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from chatgate.app import create_app
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines import persist
+from chatgate.engines.fleet_store import store_for
 from chatgate.engines.launch import LaunchError, supervisor_for
+from chatgate.engines.leader import LeaderLease, lease_for
 from chatgate.engines.profiles import ModelProfile, ProfileError, load_profiles
 from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.observability.logging import configure_from_settings
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
 log = logging.getLogger("chatgate")
@@ -37,11 +44,44 @@ def startup_profiles(settings: Settings) -> list[ModelProfile]:
     active = asyncio.run(_stored_active(settings))
     ordered = [profiles[DEFAULT_MODEL_ID]]
     if active and active != DEFAULT_MODEL_ID and active in profiles:
-        if settings.workers == 1:
-            ordered.insert(0, profiles[active])
-        else:
-            log.warning("active profile %s is not restored with several workers", active)
+        ordered.insert(0, profiles[active])
     return ordered
+
+
+def seed_fleet(settings: Settings) -> str:
+    """``--workers N``: the engine runs in whichever worker takes the leader lease. Unless
+    a leader already runs (another serve of this fleet), name the engine it is to start in
+    the fleet state (the profile switched to last; the embedded one if that fails)."""
+    try:
+        first = startup_profiles(settings)[0]
+    except ProfileError as exc:
+        raise EngineStartError(f"engine unavailable: {exc}") from exc
+    lease = lease_for(
+        settings.redis_url, settings.redis_prefix, settings.run_dir,
+        settings.engine_leader_lease_seconds,
+    )  # fmt: skip
+    if not lease.tick():
+        lease.stop(release=False)
+        return "another chatgate process runs the local engine: the workers follow it"
+    try:
+        asyncio.run(_write_seed(settings, lease, first.id))
+    finally:
+        lease.stop()
+    return f"engine {first.id}: the first worker to take the leader lease starts it"
+
+
+async def _write_seed(settings: Settings, lease: LeaderLease, profile_id: str) -> None:
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    try:
+        store = store_for(redis, settings.redis_prefix, settings.run_dir, lease)
+        placeholder = {"id": profile_id, "base_url": None, "draining": True, "failure": None}
+        await store.write_state(
+            {"leader": None, "active": profile_id, "default_model": None,
+             "entries": [placeholder], "switch": None}
+        )  # fmt: skip
+    finally:
+        if redis is not None:
+            await redis.aclose()
 
 
 def start_engine(
@@ -103,3 +143,12 @@ def _start_ready(
         )
     say(f"engine {profile.id} ready (a 1-token generation worked)")
     return supervisor
+
+
+def worker_app() -> FastAPI:
+    """The app of each ``--workers`` process (uvicorn factory; this module imports little):
+    it runs the engine if it takes the leader lease, and follows the one that did if not."""
+    settings = Settings()
+    # Worker processes are spawned fresh: they set up their own logging.
+    configure_from_settings(settings)
+    return create_app(settings, tune_gc=True, drain_on_sigterm=True, run_engines=True)

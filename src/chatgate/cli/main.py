@@ -15,11 +15,14 @@ from chatgate.app import StartupError, check_startup_safety, create_app
 from chatgate.bench.cli import bench_app
 from chatgate.cli import admin, bootstrap, doctor, hardware, service
 from chatgate.cli.backup import backup_app
-from chatgate.cli.engine_start import EngineStartError, start_engine
+from chatgate.cli.dataset import dataset_app
+from chatgate.cli.engine_start import EngineStartError, seed_fleet, start_engine
+from chatgate.cli.finetune import finetune_app, mlflow_app
 from chatgate.cli.limits import limits_app
 from chatgate.cli.models import models_app
 from chatgate.cli.server_limits import uvicorn_limits
 from chatgate.cli.usage import usage_app
+from chatgate.engines.leader import LeaderLease, lease_for
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.observability.logging import configure_from_settings
 from chatgate.settings import Settings
@@ -39,9 +42,15 @@ app.add_typer(limits_app, name="limits")
 app.add_typer(backup_app)  # top-level `chatgate backup` and `chatgate restore`
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
+app.add_typer(finetune_app, name="finetune")
+app.add_typer(mlflow_app, name="mlflow")
+app.add_typer(dataset_app, name="dataset")
 hardware.register(app)  # `chatgate hardware`
 doctor.register(app)  # `chatgate doctor`
 service.register(app)
+
+
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def say(message: str) -> None:
@@ -83,7 +92,9 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _run_uvicorn(settings: Settings, managed: dict[str, EngineSupervisor]) -> None:
+def _run_uvicorn(
+    settings: Settings, managed: dict[str, EngineSupervisor], lease: LeaderLease | None
+) -> None:
     # uvicorn restores the previous handler after its graceful shutdown and re-raises
     # the signal; with this handler that becomes SystemExit, so `serve` still runs its
     # cleanup (stopping the engine) instead of dying on the default action.
@@ -100,17 +111,62 @@ def _run_uvicorn(settings: Settings, managed: dict[str, EngineSupervisor]) -> No
     }
     common.update(uvicorn_limits(settings))  # header size and time caps, keep-alive
     if settings.workers > 1:
-        # Workers rebuild their settings from the environment.
+        # Workers rebuild their settings from the environment; one of them takes the
+        # leader lease and runs the engine, the others follow it (engines/coordinator.py).
         os.environ["CHATGATE_ENGINES"] = ",".join(settings.engines)
         os.environ["CHATGATE_JWT_SECRET"] = (
             settings.jwt_secret.get_secret_value() if (settings.jwt_secret) else ""
         )
         os.environ["CHATGATE_HOST"] = settings.host
-        uvicorn.run("chatgate.app:app_from_env", factory=True, workers=settings.workers, **common)
+        os.environ["CHATGATE_EMBEDDED_ENGINE"] = "true" if settings.embedded_engine else "false"
+        uvicorn.run(
+            "chatgate.cli.engine_start:worker_app",
+            factory=True,
+            workers=settings.workers,
+            # uvicorn kills a worker that does not answer its ping within this; 5 s (its
+            # default) is shorter than an import on a loaded host, and a killed leader
+            # worker costs the fleet an engine restart.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **common,
+        )
         return
-    # One process: the app takes the engine over, so admins can switch models.
-    app = create_app(settings, managed=managed, tune_gc=True, drain_on_sigterm=True)
+    # One process: the app takes the engine (and the lease) over, so admins can switch.
+    app = create_app(
+        settings, managed=managed, tune_gc=True, drain_on_sigterm=True, run_engines=True,
+        lease=lease,
+    )  # fmt: skip
     uvicorn.run(app, **common)
+
+
+def _local_engine(settings: Settings) -> tuple[dict[str, EngineSupervisor], LeaderLease | None]:
+    """Start the fleet's local engine here if no other process runs it (the leader lease).
+
+    One process: it takes the lease and starts the engine before serving, or follows the
+    process that has it. Several workers: one of them will take it; the engine to start is
+    written to the fleet state now (if no leader runs), so whichever does starts that one.
+    """
+    if settings.workers > 1:
+        try:
+            say(seed_fleet(settings))
+        except EngineStartError as exc:
+            say(str(exc))
+            raise typer.Exit(1) from exc
+        return {}, None
+    lease = lease_for(
+        settings.redis_url, settings.redis_prefix, settings.run_dir,
+        settings.engine_leader_lease_seconds,
+    )  # fmt: skip
+    if not lease.tick():
+        say("another chatgate process runs the local engine: this one follows it")
+        lease.start()  # and takes over if that process goes away
+        return {}, lease
+    lease.start()  # keeps the lease while the engine starts (vLLM: minutes)
+    try:
+        profile_id, supervisor, _spec = _startup_engine(settings)
+    except BaseException:
+        lease.stop()
+        raise
+    return {profile_id: supervisor}, lease
 
 
 @app.command()
@@ -130,24 +186,28 @@ def serve(
     base = _settings(host=host, port=port, workers=workers)
     configure_from_settings(base)
     settings = _prepare(base)
+    if no_embedded:
+        settings = settings.model_copy(update={"embedded_engine": False})
     engines = [*settings.engines, *(engine or [])]
     managed: dict[str, EngineSupervisor] = {}
-    if settings.embedded_engine and not no_embedded:
-        profile_id, supervisor, spec = _startup_engine(settings)
-        managed[profile_id] = supervisor
-        engines.append(spec)
-    if not engines:
+    lease: LeaderLease | None = None
+    if settings.embedded_engine:
+        managed, lease = _local_engine(settings)
+        engines += [f"{pid}={s.base_url.removesuffix('/v1')}" for pid, s in managed.items()]
+    elif not engines:
         say("no engine configured: pass --engine NAME=URL or leave the embedded engine on")
         raise typer.Exit(2)
     settings = settings.model_copy(update={"engines": engines})
     say(f"serving on http://{settings.host}:{settings.port}  (API docs at /docs)")
     try:
-        _run_uvicorn(settings, managed)
+        _run_uvicorn(settings, managed, lease)
     finally:
         # A switch may have replaced the engine: the app stopped its own; this one is
-        # stopped here (stopping twice is harmless).
+        # stopped here (stopping twice is harmless), then the lease is given back.
         for supervisor in managed.values():
             supervisor.stop()
+        if lease is not None:
+            lease.stop()
 
 
 def main() -> None:

@@ -81,6 +81,9 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # May their conversations train models (datasets/)? None: the deployment's default
+    # (Settings.training_default_opt_in); True/False: the user's own choice (migration 0008).
+    training_opt_in: Mapped[bool | None] = mapped_column(Boolean, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow
@@ -222,3 +225,84 @@ class RequestLog(Base):
     queue_ms: Mapped[float | None] = mapped_column()
     record_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredResponse(Base):
+    """A ``/v1/responses`` answer kept (``store``, the default) for ``previous_response_id``
+    and ``GET /v1/responses/{id}``, for ``CHATGATE_RESPONSES_RETENTION_DAYS``.
+
+    ``context`` is the whole conversation that led to it (the previous response's
+    context and output, then this request's input): a follow-up reads one row, not a
+    chain, and each row is bounded by the prompt caps its request passed."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    context: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MessageFeedback(Base):
+    """A user's rating of an assistant answer (feedback/): thumbs up or down and an
+    optional corrected answer, which datasets/ exports in place of the rated one. ``model``
+    is the answer's model id, copied so the per-model rates need no join (migration 0008)."""
+
+    __tablename__ = "message_feedback"
+    __table_args__ = (
+        Index("ux_message_feedback_message_user", "message_id", "user_id", unique=True),
+        Index("ix_message_feedback_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    rating: Mapped[str] = mapped_column(String(8))  # up | down
+    correction: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class FinetuneJob(Base):
+    """A LoRA fine-tuning job (finetune/): one trainer process, supervised by the gateway
+    in ``owner``. ``heartbeat_at`` is its lease, as ``Message.checkpoint_at`` is an answer's:
+    a running job whose heartbeat is older than ``CHATGATE_FINETUNE_LEASE_SECONDS`` has no
+    live gateway behind it and any gateway ends it as ``interrupted``. A cancel made on
+    another gateway sets ``cancel_requested``; the owner sees it and stops the process
+    (migration 0009)."""
+
+    __tablename__ = "finetune_jobs"
+    __table_args__ = (Index("ix_finetune_jobs_status", "status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # running | succeeded | failed | cancelled | interrupted
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    base: Mapped[str] = mapped_column(String(256))
+    dataset: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    epoch: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    loss: Mapped[float | None] = mapped_column()
+    learning_rate: Mapped[float | None] = mapped_column()
+    tokens_per_second: Mapped[float | None] = mapped_column()
+    curve: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[step, loss], ...]
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    gguf_lora: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

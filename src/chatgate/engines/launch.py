@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chatgate.engines.embedded import (
@@ -161,7 +161,7 @@ def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
     embedded = LlamaServerOptions.embedded(settings)
     args = {LLAMACPP_PYTHON_ARGS.get(k, k): v for k, v in profile.engine_args.items()}
     if profile.id == DEFAULT_MODEL_ID:
-        options = embedded
+        options = replace(embedded, embeddings=profile.embeddings)
     else:
         options = LlamaServerOptions(
             threads=int(args.pop("threads", embedded.threads)),
@@ -169,6 +169,7 @@ def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
             ctx_per_slot=profile.max_model_len,
             kv_tokens=int(args.pop("ctx-size", profile.max_model_len)),
             cache_ram_mb=int(args.pop("cache-ram", 0)),
+            embeddings=profile.embeddings,
         )
 
     def command(port: int) -> list[str]:

@@ -23,6 +23,9 @@ from chatgate.engines.endpoint import Timeouts
 
 EngineKind = Literal["vllm", "llamacpp", "openai"]
 Dtype = Literal["float16", "bfloat16", "float32"]
+Pooling = Literal["mean", "cls", "last"]
+# llama.cpp evaluates one embedding input in one micro-batch (llama-server's default size).
+LLAMACPP_EMBEDDING_INPUT = 512
 EngineArg = str | int | float | bool
 
 DTYPE_BYTES: dict[str, int] = {"float16": 2, "bfloat16": 2, "float32": 4}
@@ -71,6 +74,26 @@ class ProfileTimeouts(BaseModel):
     idle: float | None = Field(default=None, gt=0)
 
 
+class EmbeddingsSpec(BaseModel):
+    """A profile's ``embeddings:`` block: its engine also serves ``/v1/embeddings``.
+
+    ``dimensions`` is the vector size the engine returns (the model's hidden size, e.g.
+    576 for SmolLM2-135M); ``pooling`` how llama.cpp turns per-token vectors into one
+    (its ``--pooling``; vLLM reads it from the model); ``max_input_tokens`` the longest
+    input one vector may cover (llama.cpp evaluates an input in one micro-batch, so this
+    sizes its ``--ubatch-size``; default 512 there, ``max_model_len`` elsewhere; longer
+    inputs are a 400 naming ``input``); ``matryoshka``: the model may shorten its vectors
+    on request (OpenAI's ``dimensions`` parameter, passed to the engine).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dimensions: int = Field(gt=0)
+    pooling: Pooling = "mean"
+    max_input_tokens: int = Field(gt=0)
+    matryoshka: bool = False
+
+
 class ModelProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -96,6 +119,7 @@ class ModelProfile(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     default_params: dict[str, Any] = Field(default_factory=dict)
     chat_template: str | None = None
+    embeddings: EmbeddingsSpec | None = None  # None: no /v1/embeddings for this model
     # e.g. a reasoning model that thinks for minutes before its first token
     timeouts: ProfileTimeouts | None = None
     description: str = ""
@@ -145,12 +169,26 @@ class ModelProfile(BaseModel):
             raise ValueError("gpu-memory-utilization must be a number in (0, 1]")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _embedding_input_default(cls, data: Any) -> Any:
+        """An ``embeddings:`` block without ``max_input_tokens`` gets the engine's default."""
+        spec = data.get("embeddings") if isinstance(data, dict) else None
+        if isinstance(spec, dict) and "max_input_tokens" not in spec:
+            default = LLAMACPP_EMBEDDING_INPUT if data.get("engine") == "llamacpp" else None
+            limit = default or data.get("max_model_len")
+            if limit is not None:
+                data = {**data, "embeddings": {**spec, "max_input_tokens": limit}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelProfile:
         if self.max_model_len > self.context_length:
             raise ValueError(
                 f"max_model_len {self.max_model_len} exceeds context_length {self.context_length}"
             )
+        if self.embeddings and self.embeddings.max_input_tokens > self.max_model_len:
+            raise ValueError("embeddings.max_input_tokens exceeds max_model_len")
         if self.engine == "openai" and not self.url:
             raise ValueError("engine 'openai' needs 'url' (the external server's base URL)")
         if self.engine == "llamacpp" and not self.path:

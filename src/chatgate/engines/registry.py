@@ -14,6 +14,7 @@ from typing import Any
 
 from chatgate.engines.breaker import CircuitPolicy
 from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.profiles import EmbeddingsSpec
 from chatgate.engines.routing import AffinityMap, choose
 from chatgate.errors import APIError
 
@@ -36,6 +37,8 @@ class ModelEntry:
     enabled: bool = True
     draining: bool = False  # being switched: new requests get 503, in-flight ones finish
     profile_id: str | None = None
+    # Its engines also serve /v1/embeddings (the profile's ``embeddings:``); None: they don't.
+    embeddings: EmbeddingsSpec | None = None
 
     def outstanding(self) -> int:
         return sum(ep.outstanding for ep in self.endpoints)
@@ -135,6 +138,19 @@ class ModelRegistry:
                 404,
                 f"The model '{name}' does not exist or is not enabled",
                 "model_not_found",
+                param="model",
+            )
+        return entry
+
+    def resolve_embeddings(self, name: str | None) -> ModelEntry:
+        """Like ``resolve``, for ``/v1/embeddings``: a model whose profile declares none is
+        the client's mistake (400 naming ``model``), as OpenAI answers for a chat model."""
+        entry = self.resolve(name)
+        if entry.embeddings is None:
+            raise APIError(
+                400,
+                f"The model '{entry.id}' does not support embeddings",
+                "model_not_supported",
                 param="model",
             )
         return entry

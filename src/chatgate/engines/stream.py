@@ -19,14 +19,19 @@ class StreamStats:
     completion_tokens: int | None = None
     on_gap: Callable[[float], None] | None = None  # inter-token latency, per content chunk
     last_token_at: float | None = None
+    # Answers the request asked for (OpenAI's ``n``). With several, llama-server sends one
+    # usage report per answer (each with the whole prompt, only that answer's tokens) where
+    # vLLM sends one for all: reports are then added up, the shared prompt counted once.
+    choices: int = 1
+    reports: int = 0  # usage reports seen (chunks with usage and no choices)
+    choice_texts: dict[int, list[str]] = field(default_factory=dict)  # only when choices > 1
 
     def observe(self, chunk: dict[str, Any]) -> str | None:
         """Account one parsed chunk; returns its text delta, if any."""
         usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.prompt_tokens = _int(usage.get("prompt_tokens"), self.prompt_tokens)
-            self.completion_tokens = _int(usage.get("completion_tokens"), self.completion_tokens)
         choices = chunk.get("choices")
+        if isinstance(usage, dict):
+            self._usage(usage, report=not choices)
         if not choices or not isinstance(choices, list):
             return None
         choice = choices[0]
@@ -45,11 +50,49 @@ class StreamStats:
         self.last_token_at = now
         self.text_parts.append(text)
         self.content_chunks += 1
+        if self.choices > 1:
+            index = choice.get("index")
+            self.choice_texts.setdefault(index if isinstance(index, int) else 0, []).append(text)
         return str(text)
+
+    def _usage(self, usage: dict[str, Any], report: bool) -> None:
+        prompt = _int(usage.get("prompt_tokens"), None)
+        completion = _int(usage.get("completion_tokens"), None)
+        if self.choices > 1 and report:
+            # One report per answer (llama-server) or one for all (vLLM): add them up.
+            self.reports += 1
+            if self.reports > 1:
+                self.prompt_tokens = max(self.prompt_tokens or 0, prompt or 0)
+                self.completion_tokens = (self.completion_tokens or 0) + (completion or 0)
+                return
+        elif self.choices > 1 and self.reports:
+            return  # running totals on content chunks: the reports are final
+        self.prompt_tokens = prompt if prompt is not None else self.prompt_tokens
+        self.completion_tokens = completion if completion is not None else self.completion_tokens
 
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+    def texts(self) -> list[str]:
+        """Each answer's text (one unless the request asked for several)."""
+        if self.choices <= 1:
+            return [self.text]
+        return ["".join(parts) for _, parts in sorted(self.choice_texts.items())]
+
+    @property
+    def has_usage(self) -> bool:
+        """Whether the engine reported its own counts (else they are to be counted)."""
+        return self.prompt_tokens is not None and self.completion_tokens is not None
+
+    def usage(self, prompt_fallback: int = 0) -> dict[str, int]:
+        """The usage object as OpenAI writes it."""
+        prompt, completion = self.input_tokens(prompt_fallback), self.output_tokens()
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
     @property
     def ttft_ms(self) -> float | None:
@@ -73,11 +116,12 @@ def _int(value: Any, default: int | None) -> int | None:
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """Rough count (about 4 characters a token plus framing) for engines that report none."""
+    """Rough count (about 4 characters a token plus framing): the last resort when neither
+    the engine's usage nor its tokenizer (``engines.tokenize``) gave a count."""
     chars = sum(len(str(m.get("content") or "")) for m in messages)
     return chars // 4 + 4 * len(messages)
 
 
 def estimate_text_tokens(text: str) -> int:
-    """Rough count (about 4 characters a token) of a text the engine did not count."""
+    """Rough count (about 4 characters a token): the last resort, as above."""
     return (len(text) + 3) // 4

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from chatgate.db.models import utcnow
 
@@ -25,6 +26,8 @@ class SwitchStatus:
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
     log: list[tuple[datetime, str]] = field(default_factory=list)
+    # Called after every change: the fleet leader publishes the progress to the followers.
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -34,12 +37,30 @@ class SwitchStatus:
         self.message = message
         self.log.append((utcnow(), message))
         del self.log[:-MAX_LOG_LINES]
+        if self.on_change is not None:
+            self.on_change()
 
     def enter(self, phase: SwitchPhase, message: str) -> None:
         self.phase = phase
-        self.note(message)
         if phase in FINISHED_PHASES:
             self.finished_at = utcnow()
+        self.note(message)
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> SwitchStatus:
+        """The status another replica published (``public()``), to show or to finish."""
+        finished = data.get("finished_at")
+        return cls(
+            target=str(data["target"]),
+            previous=data.get("previous"),
+            drain_seconds=float(data.get("drain_seconds") or 0.0),
+            id=str(data["id"]),
+            phase=cast(SwitchPhase, data.get("phase", "draining")),
+            message=str(data.get("message", "")),
+            started_at=datetime.fromisoformat(data["started_at"]),
+            finished_at=datetime.fromisoformat(finished) if finished else None,
+            log=[(datetime.fromisoformat(e["at"]), str(e["message"])) for e in data.get("log", [])],
+        )
 
     def public(self) -> dict[str, Any]:
         return {

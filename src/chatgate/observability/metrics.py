@@ -246,6 +246,54 @@ class Metrics:
             "chatgate_gpu_temperature_celsius", "GPU temperature", ["gpu"], registry=r
         )
         self.gpu_power = Gauge("chatgate_gpu_power_watts", "GPU power draw", ["gpu"], registry=r)
+        # Fine-tuning (finetune/): the job this gateway supervises, from its JSON log lines.
+        self.training_jobs_running = Gauge(
+            "chatgate_training_jobs_running",
+            "Fine-tuning jobs this gateway's supervisor runs now (0 or 1)",
+            registry=r,
+        )
+        self.training_jobs = Counter(
+            "chatgate_training_jobs_total",
+            "Fine-tuning jobs ended, by status (succeeded, failed, cancelled, interrupted)",
+            ["status"],
+            registry=r,
+        )
+        self.training_steps = Counter(
+            "chatgate_training_steps_total", "Optimizer steps done", ["model"], registry=r
+        )
+        self.training_step = Gauge(
+            "chatgate_training_step", "Current step of the running job", ["model"], registry=r
+        )
+        self.training_total_steps = Gauge(
+            "chatgate_training_total_steps",
+            "Steps the running job will take",
+            ["model"],
+            registry=r,
+        )
+        self.training_epoch = Gauge(
+            "chatgate_training_epoch", "Epoch of the running job", ["model"], registry=r
+        )
+        self.training_loss = Gauge(
+            "chatgate_training_loss", "Training loss of the last step", ["model"], registry=r
+        )
+        self.training_learning_rate = Gauge(
+            "chatgate_training_learning_rate",
+            "Learning rate of the last step",
+            ["model"],
+            registry=r,
+        )
+        self.training_tokens_per_second = Gauge(
+            "chatgate_training_tokens_per_second",
+            "Tokens per second of the last step (padding excluded)",
+            ["model"],
+            registry=r,
+        )
+        self.training_rss = Gauge(
+            "chatgate_training_rss_bytes",
+            "Resident memory of the trainer",
+            ["model"],
+            registry=r,
+        )
 
     def observe_usage(self, row: UsageRecord) -> None:
         """Request metrics from the usage row: one source of truth for both."""

@@ -40,6 +40,8 @@ class Aggregate:
         self.created = self.created or _int(chunk.get("created"))
         self.fingerprint = self.fingerprint or _str(chunk.get("system_fingerprint"))
         if isinstance(chunk.get("usage"), dict):
+            # The last report as sent; with several answers llama-server sends one per
+            # answer, and ``service.complete`` puts in the counts added up (StreamStats).
             self.usage = chunk["usage"]
         for raw in chunk.get("choices") or []:
             if isinstance(raw, dict):
@@ -97,6 +99,18 @@ class Aggregate:
             message["reasoning_content"] = "".join(choice.reasoning)
         return {"index": choice.index, "message": message, "logprobs": logprobs,
                 "finish_reason": choice.finish_reason}  # fmt: skip
+
+
+def answer_texts(choices: list[Any]) -> list[str]:
+    """Each choice's text in a non-streamed answer (chat ``message.content`` or ``text``)."""
+    texts: list[str] = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        texts.append(text if isinstance(text, str) else "")
+    return texts
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:

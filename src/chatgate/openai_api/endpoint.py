@@ -106,7 +106,8 @@ async def _complete(call: service.RelayCall, send: Send) -> None:
 
 
 async def _stream(call: service.RelayCall, send: Send) -> None:
-    stats = StreamStats(on_gap=call.state.metrics.token_gap_observer(call.model.id))
+    gaps = call.state.metrics.token_gap_observer(call.model.id)
+    stats = StreamStats(on_gap=gaps, choices=call.choices)
     started = False
     try:
         async with call.state.upstreams.stream(call.engine) as upstream:

@@ -13,6 +13,7 @@ from typing import Any
 
 from chatgate.openai_api.validation import (
     MAX_LEGACY_LOGPROBS,
+    MAX_SCHEMA_NAME,
     MAX_STOP_SEQUENCES,
     MAX_TOP_LOGPROBS,
     SEED_RANGE,
@@ -110,6 +111,35 @@ SAMPLING: dict[str, Any] = {
 }
 MODEL = {"type": "string", "minLength": 1, "description": "A model id or alias (GET /v1/models)"}
 
+# Structured output; json_object's ``schema`` is llama.cpp's extension.
+RESPONSE_FORMAT = {
+    "anyOf": [
+        {"type": "object", "required": ["type"], "properties": {"type": {"const": "text"}}},
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"const": "json_object"}, "schema": _nullable(OBJECT)},
+        },
+        {
+            "type": "object",
+            "required": ["type", "json_schema"],
+            "properties": {
+                "type": {"const": "json_schema"},
+                "json_schema": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": MAX_SCHEMA_NAME},
+                        "description": _nullable(STRING),
+                        "schema": _nullable(OBJECT),
+                        "strict": _nullable({"type": "boolean"}),
+                    },
+                },
+            },
+        },
+    ]
+}
+
 CHAT_REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
@@ -121,7 +151,7 @@ CHAT_REQUEST = {
         "logprobs": _nullable({"type": "boolean"}),
         "top_logprobs": _integer(0, MAX_TOP_LOGPROBS),
         "tools": _nullable({"type": "array"}),
-        "response_format": _nullable(OBJECT),
+        "response_format": _nullable(RESPONSE_FORMAT),
         "tool_choice": _nullable({"anyOf": [STRING, OBJECT]}),
     },
 }

@@ -11,6 +11,8 @@ from starlette.routing import Route
 from chatgate.api_route import GatewayRoute
 from chatgate.deps import CurrentUser, StateDep
 from chatgate.errors import APIError
+from chatgate.openai_api.embeddings import EmbeddingsEndpoint
+from chatgate.openai_api.embeddings_request import EMBEDDINGS_REQUEST, EMBEDDINGS_RESPONSE
 from chatgate.openai_api.endpoint import RelayEndpoint
 from chatgate.openai_api.request_schemas import CHAT_REQUEST, COMPLETION_REQUEST
 from chatgate.openapi_responses import SIGNED_IN, errors, openapi_errors
@@ -22,6 +24,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=SIGNED_IN, route_cla
 router.routes += [
     Route("/v1/chat/completions", RelayEndpoint("v1.chat"), methods=["POST"]),
     Route("/v1/completions", RelayEndpoint("v1.completions"), methods=["POST"]),
+    Route("/v1/embeddings", EmbeddingsEndpoint(), methods=["POST"]),
 ]
 
 
@@ -46,9 +49,28 @@ def _relay_operation(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _embeddings_operation() -> dict[str, Any]:
+    body = {"required": True, "content": {"application/json": {"schema": EMBEDDINGS_REQUEST}}}
+    answer = {"content": {"application/json": {"schema": EMBEDDINGS_RESPONSE}}}
+    return {
+        "post": {
+            "tags": ["openai"],
+            "summary": "Embeddings",
+            "requestBody": body,
+            "responses": {
+                "200": {"description": "One vector per input", **answer},
+                # 400: the body, or a model without embeddings (`param`: model); the rest
+                # as for chat completions.
+                **openapi_errors(400, 401, 403, 404, 413, 422, 429, 502, 503, 504),
+            },
+        }
+    }
+
+
 RELAY_OPENAPI_PATHS = {
     "/v1/chat/completions": _relay_operation("Chat Completions", CHAT_REQUEST),
     "/v1/completions": _relay_operation("Completions", COMPLETION_REQUEST),
+    "/v1/embeddings": _embeddings_operation(),
 }
 
 

@@ -18,16 +18,17 @@ import orjson
 
 from chatgate.auth.identity import Identity
 from chatgate.chat.service import default_max_tokens
-from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.client import DONE_LINE, EngineError, clean_message, parse_data_line
 from chatgate.engines.failover import EngineCall, Upstream
 from chatgate.engines.pool import Ticket
 from chatgate.engines.registry import ModelEntry
 from chatgate.engines.routing import v1_affinity_key
-from chatgate.engines.stream import StreamStats, estimate_prompt_tokens, estimate_text_tokens
+from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
+from chatgate.engines.tokenize import fill_counts
 from chatgate.errors import APIError, error_body
 from chatgate.limits.service import Admission
-from chatgate.openai_api.aggregate import Aggregate
-from chatgate.openai_api.validation import validate_request
+from chatgate.openai_api.aggregate import Aggregate, answer_texts
+from chatgate.openai_api.validation import invalid, validate_request
 from chatgate.settings import Settings
 from chatgate.shutdown import ServerShuttingDown
 from chatgate.state import AppState
@@ -59,6 +60,8 @@ class RelayCall:
     accounted: bool = False  # its one usage row was handed to the writer
     admission: Admission | None = None  # limits held until its usage row is recorded
     record_key: str | None = None  # a stream's row key: its progress is journaled under it
+    choices: int = 1  # answers asked for (``n``), each from the same engine request
+    usage_chunk: dict[str, Any] | None = None  # the engine's last usage report, held back
 
     @property
     def model(self) -> ModelEntry:
@@ -83,6 +86,7 @@ def plan(
 ) -> RelayCall:
     model = state.registry.resolve(body["model"])
     state.registry.ensure_available(model)  # refused before any limit is charged
+    choices = _choices(body, model)
     payload = {k: v for k, v in body.items() if k not in _GATEWAY_OWNED}
     _bound_answer(payload, route, model, state.settings)
     options = payload.get("stream_options")
@@ -108,7 +112,28 @@ def plan(
         engine=engine,
         client_wants_usage=wants_usage,
         prompt_estimate=estimate_prompt_tokens(prompt or []),
+        choices=choices,
     )
+
+
+def _choices(body: dict[str, Any], model: ModelEntry) -> int:
+    """``n``, when every replica can generate that many answers of one request at once.
+
+    llama-server and vLLM both answer ``n`` from one request, each answer in a slot of
+    its own: llama-server refuses more than its parallel slots (vLLM has no such limit
+    below its ``max_num_seqs``). Rather than a request that fails on some replicas and
+    not on others, the limit is said up front, naming ``n``; no answer is ever silently
+    dropped (a request is never cut to one choice)."""
+    wanted = body.get("n")
+    choices = wanted if isinstance(wanted, int) and wanted > 1 else 1
+    slots = [ep.capacity for ep in model.endpoints if ep.capacity]
+    if slots and choices > min(slots):
+        raise invalid(
+            f"'n' may be at most {min(slots)} for the model '{model.id}' (its engine "
+            "generates that many answers of one request at once)",
+            "n",
+        )
+    return choices
 
 
 # OpenAI's default for the legacy completions API (vLLM's too); llama.cpp's is "no limit".
@@ -180,7 +205,7 @@ async def refused(call: RelayCall, stats: StreamStats, exc: EngineError | APIErr
 async def complete(call: RelayCall) -> dict[str, Any]:
     """A non-streamed answer, put together from a streamed engine request (``aggregate``):
     a client that leaves aborts the engine's work, and the usage is the engine's own."""
-    stats = StreamStats()
+    stats = StreamStats(choices=call.choices)
     answer = Aggregate(call.route != "v1.completions", call.model.id, call.request_id)
     call.engine.payload.update(stream=True, stream_options={"include_usage": True})
     try:
@@ -192,17 +217,28 @@ async def complete(call: RelayCall) -> dict[str, Any]:
                         answer.add(chunk)
         if stats.finish_reason is None:
             raise EngineError("The engine ended the answer unexpectedly", "engine_disconnected")
+        data = answer.response()
+        await count_missing(call, stats, answer_texts(data["choices"]))
     except (EngineError, APIError) as exc:
         raise await refused(call, stats, exc) from exc
     except asyncio.CancelledError:
         record_cancelled(call, stats)
         raise
-    data = answer.response()
-    if stats.completion_tokens is None:
-        # No usage from the engine: estimate from the answer rather than count zero.
-        stats.completion_tokens = estimate_text_tokens(_answer_text(data["choices"]))
-    await record(call, row(call, stats, "ok", 200))
+    final = row(call, stats, "ok", 200)
+    await record(call, final)
+    # The usage the row holds: the engine's (several answers' reports added up), else
+    # counted with its tokenizer.
+    data["usage"] = {**(data.get("usage") or {}), **_usage(final)}
     return data
+
+
+async def count_missing(call: RelayCall, stats: StreamStats, texts: list[str]) -> None:
+    """What the engine did not report (an attached server without usage), counted by its
+    tokenizer: the stream and the answer of the same prompt still count the same."""
+    if stats.has_usage:
+        return
+    endpoint = next((e for e in call.model.endpoints if e.name == call.engine.engine), None)
+    await fill_counts(call.state.engines, endpoint, call.engine.path, call.payload, stats, texts)
 
 
 async def relay_stream(
@@ -244,11 +280,15 @@ async def relay_stream(
         if status == "cancelled" or code == 500:
             # The client is gone (or the relay broke): nothing awaits the row, so queue it.
             record_nowait(call, row(call, stats, status, code, error))
+    if status == "ok":
+        await count_missing(call, stats, stats.texts())
     final = row(call, stats, status, code, error)
     await record(call, final)
     tail = [error_event or b""]
-    if call.client_wants_usage and stats.prompt_tokens is None and status == "ok":
-        tail.append(_usage_event(call, final))  # the engine sent none: our count
+    if call.client_wants_usage and status == "ok":
+        # One usage chunk, with the row's counts: the engine's report as it was sent, or
+        # several answers' reports added up, or the tokenizer's count.
+        tail.append(_usage_event(call, final, call.usage_chunk))
     yield FinalChunk(b"".join([*tail, DONE_LINE, b"\n\n"]))
 
 
@@ -294,18 +334,6 @@ def _finish_admission(call: RelayCall, row: UsageRecord) -> None:
         call.admission = None
 
 
-def _answer_text(choices: list[Any]) -> str:
-    parts: list[str] = []
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else choice.get("text")
-        if isinstance(text, str):
-            parts.append(text)
-    return "".join(parts)
-
-
 def _translate(call: RelayCall, line: bytes, stats: StreamStats) -> bytes | None:
     if line == DONE_LINE:
         return None  # sent by relay_stream once the usage row is committed
@@ -313,27 +341,40 @@ def _translate(call: RelayCall, line: bytes, stats: StreamStats) -> bytes | None
     if chunk is None:
         return line + b"\n\n" if line.startswith(b":") else None
     stats.observe(chunk)
-    if not chunk.get("choices") and chunk.get("usage") and not call.client_wants_usage:
+    if not chunk.get("choices") and isinstance(chunk.get("usage"), dict):
+        # Usage reports wait for the end: with several answers llama-server sends one per
+        # answer, and the client gets one with them added up (``_usage_event``).
+        call.usage_chunk = chunk
         return None
-    if chunk.get("model") != call.model.id:
-        chunk["model"] = call.model.id
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-    return line + b"\n\n"
+    error = chunk.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        error["message"] = clean_message(error["message"])  # an engine's mid-stream error
+    elif chunk.get("model") == call.model.id:
+        return line + b"\n\n"
+    chunk["model"] = call.model.id
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def _usage_event(call: RelayCall, row: UsageRecord) -> bytes:
-    chunk: dict[str, Any] = {
+def _usage(row: UsageRecord) -> dict[str, int]:
+    return {
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "total_tokens": row.prompt_tokens + row.completion_tokens,
+    }
+
+
+def _usage_event(call: RelayCall, row: UsageRecord, reported: dict[str, Any] | None) -> bytes:
+    """The stream's one usage chunk: the engine's own (its id, fingerprint, timings) with
+    the row's counts, or one of the gateway's when the engine sent none."""
+    chunk: dict[str, Any] = reported or {
         "id": f"chatcmpl-{call.request_id}",
         "object": "chat.completion.chunk" if call.route == "v1.chat" else "text_completion",
         "created": int(time.time()),
-        "model": call.model.id,
         "choices": [],
-        "usage": {
-            "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens,
-            "total_tokens": row.prompt_tokens + row.completion_tokens,
-        },
     }
+    engine_usage = chunk.get("usage")
+    chunk["model"] = call.model.id
+    chunk["usage"] = {**(engine_usage if isinstance(engine_usage, dict) else {}), **_usage(row)}
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 

@@ -25,6 +25,8 @@ SEED_RANGE = (-(2**63), 2**63 - 1)  # what engines parse as a 64-bit integer
 # Content parts carry their payload under the name of their type ({"type": "text",
 # "text": "..."}); these payloads must be strings, image_url a URL or {"url": ...}.
 _STRING_PARTS = frozenset({"text", "refusal"})
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+MAX_SCHEMA_NAME = 64  # OpenAI's limit for json_schema.name
 
 
 def invalid(message: str, param: str, code: str = "invalid_value") -> APIError:
@@ -184,10 +186,48 @@ def check_chat_options(body: dict[str, Any]) -> None:
     _optional(body, "logprobs", None, bool, "true or false")
     _integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     _optional(body, "tools", None, list, "a list")
-    _optional(body, "response_format", None, dict, "an object")
+    check_response_format(body.get("response_format"))
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
         raise invalid("'tool_choice' must be a string or an object", "tool_choice")
+
+
+def check_response_format(value: Any) -> None:
+    """``response_format`` as OpenAI defines it: ``text``, ``json_object`` (with an
+    optional ``schema``, llama.cpp's extension) or ``json_schema`` with a named
+    ``json_schema`` object. Both engine kinds read the OpenAI form as it is (llama-server
+    turns the schema into a grammar, vLLM into guided decoding), so a valid one passes
+    through unchanged; any other shape is refused here, naming the field, instead of
+    failing in the engine."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise invalid("'response_format' must be an object", "response_format")
+    kind = value.get("type")
+    if kind not in RESPONSE_FORMATS:
+        raise invalid(
+            f"'response_format.type' must be one of {', '.join(RESPONSE_FORMATS)}",
+            "response_format.type",
+        )
+    if kind == "json_object":
+        _optional(value, "schema", "response_format", dict, "an object")
+    elif kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            raise invalid(
+                "'response_format.json_schema' is required for the 'json_schema' type",
+                "response_format.json_schema",
+            )
+        name = spec.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_SCHEMA_NAME:
+            raise invalid(
+                f"'response_format.json_schema.name' must be a string of 1 to "
+                f"{MAX_SCHEMA_NAME} characters",
+                "response_format.json_schema.name",
+            )
+        _optional(spec, "schema", "response_format.json_schema", dict, "an object")
+        _optional(spec, "strict", "response_format.json_schema", bool, "true or false")
+        _optional(spec, "description", "response_format.json_schema", str, "a string")
 
 
 def check_legacy_options(body: dict[str, Any], settings: Settings) -> None:

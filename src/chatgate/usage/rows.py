@@ -41,4 +41,16 @@ async def insert_rows(
 ) -> None:
     """Insert ``values`` (one executemany); the caller commits."""
     dialect = session.get_bind().dialect.name
-    await session.execute(insert_statement(dialect, replace=replace), values)
+    await session.execute(insert_statement(dialect, replace=replace), _storable(values))
+
+
+def _storable(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows quote what clients sent (a refused ``model`` name, an engine's message about
+    it); PostgreSQL text cannot hold NUL, and a ``"model": "a\u0000b"`` made the row, and
+    so the request, fail with a 500. NULs are dropped from every text value."""
+    if not any(isinstance(v, str) and "\x00" in v for row in values for v in row.values()):
+        return values
+    return [
+        {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()}
+        for row in values
+    ]

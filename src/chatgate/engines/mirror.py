@@ -1,0 +1,119 @@
+"""The leader's managed registry entries as fleet state, and a follower's copy of them.
+
+The leader publishes ``snapshot()``: its active profile, default model, every registry
+entry its manager owns (id, engine URL, draining, failure) and the switch's progress. A
+follower ``apply()``-s it: same entries pointing at the leader's engine (endpoint objects
+kept while the URL stays, so in-flight counts survive), same draining flags, same
+default. A pending switch request drains the previous model at once, before the leader
+even picked it up, so every gateway refuses new requests for it from the same moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chatgate.engines.endpoint import Endpoint, Timeouts
+from chatgate.engines.fleet_store import Doc
+from chatgate.engines.launch import profile_slots
+from chatgate.engines.manager import EngineManager, entry_for_profile
+from chatgate.engines.registry import ModelEntry
+from chatgate.engines.switch import SwitchStatus
+from chatgate.settings import Settings
+
+log = logging.getLogger("chatgate.engines")
+
+
+def snapshot(manager: EngineManager, leader: str) -> Doc:
+    registry = manager.registry
+    entries: list[dict[str, Any]] = []
+    for model_id in sorted(manager.owned):
+        entry = registry.get(model_id)
+        if entry is None:
+            continue
+        endpoint = entry.endpoints[0] if entry.endpoints else None
+        entries.append(
+            {
+                "id": model_id,
+                "base_url": endpoint.base_url if endpoint else None,
+                "draining": entry.draining,
+                "failure": endpoint.failure if endpoint else None,
+            }
+        )
+    return {
+        "leader": leader,
+        "active": manager.active_profile,
+        "default_model": registry.default_model,
+        "entries": entries,
+        "switch": manager.switch.public() if manager.switch else None,
+    }
+
+
+def apply(
+    manager: EngineManager, settings: Settings, state: Doc | None, request: Doc | None
+) -> None:
+    """Make this follower's registry and switch status match the fleet state."""
+    registry = manager.registry
+    if state is not None:
+        wanted = {str(e["id"]): e for e in state.get("entries", [])}
+        for model_id in sorted(manager.owned - wanted.keys()):
+            registry.remove(model_id)
+            manager.owned.discard(model_id)
+        for item in wanted.values():
+            _mirror_entry(manager, settings, item)
+        manager.active_profile = state.get("active")
+        if state.get("default_model"):
+            registry.default_model = str(state["default_model"])
+    published = (state or {}).get("switch")
+    _follow_switch(manager, published, request)
+
+
+def _follow_switch(manager: EngineManager, published: Doc | None, request: Doc | None) -> None:
+    shown = published
+    if request is not None and (published is None or published.get("id") != request.get("id")):
+        shown = request  # asked, not yet taken up by the leader
+    if shown is not None and (manager.switch is None or manager.switch.public() != shown):
+        manager.switch = SwitchStatus.from_public(shown)
+    pending = request is not None and not (
+        published and published.get("id") == request.get("id") and published.get("finished_at")
+    )
+    previous = request.get("previous") if request is not None and pending else None
+    entry = manager.registry.get(str(previous)) if previous else None
+    if entry is not None:
+        entry.draining = True
+
+
+def _mirror_entry(manager: EngineManager, settings: Settings, item: Doc) -> None:
+    model_id = str(item["id"])
+    url = item.get("base_url")
+    registry = manager.registry
+    entry = registry.get(model_id)
+    if entry is not None and model_id not in manager.owned:
+        return  # attached by this gateway's own configuration: it keeps it
+    urls = [url] if url else []
+    if entry is None or [ep.base_url for ep in entry.endpoints] != urls:
+        entry = _built(manager, settings, model_id, url)
+        registry.remove(model_id)
+        registry.add(entry)
+        manager.owned.add(model_id)
+    entry.draining = bool(item.get("draining"))
+    entry.enabled = manager.is_enabled(model_id)
+    for endpoint in entry.endpoints:
+        endpoint.failure = item.get("failure")
+
+
+def _built(
+    manager: EngineManager, settings: Settings, model_id: str, url: str | None
+) -> ModelEntry:
+    profile = manager.profiles.get(model_id)
+    if profile is None:  # mismatched configurations: route to it all the same
+        log.warning("the fleet runs %s, which has no profile on this gateway", model_id)
+        endpoint = Endpoint(name=f"{model_id}@leader", base_url=url or "", upstream_model=model_id)
+        return ModelEntry(id=model_id, name=model_id, endpoints=[endpoint] if url else [])
+    timeouts = Timeouts.from_settings(settings)
+    entry = entry_for_profile(profile, url or "", kind="managed", timeouts=timeouts)
+    if not url:
+        entry.endpoints = []  # the leader is starting it: 503 until it runs
+    for endpoint in entry.endpoints:
+        endpoint.capacity = profile_slots(profile, settings)
+    return entry
