@@ -138,6 +138,7 @@ def build_registry(settings: Settings, profiles: dict[str, ModelProfile]) -> Mod
             entry.context_length = profile.max_model_len
             entry.profile_id = profile.id
             entry.embeddings = profile.embeddings
+            entry.task = profile.task  # "embed": embedding-only (no chat, probed by a vector)
         registry.add(entry)
     return registry
 

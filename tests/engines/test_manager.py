@@ -38,7 +38,8 @@ def profile(profile_id: str, **extra: Any) -> ModelProfile:
     return ModelProfile(**fields)
 
 
-PROFILES = {p.id: p for p in (profile("alpha"), profile("beta"), profile("broken"))}
+EMBEDDER = profile("embedder", task="embed", embeddings={"dimensions": 8})
+PROFILES = {p.id: p for p in (profile("alpha"), profile("beta"), profile("broken"), EMBEDDER)}
 
 
 @pytest.fixture
@@ -191,6 +192,9 @@ async def test_one_switch_at_a_time_and_clear_refusals(manager: EngineManager) -
     with pytest.raises(APIError) as disabled:
         manager.begin_switch("alpha")
     assert disabled.value.code == "model_disabled"
+    with pytest.raises(APIError) as embedder:
+        manager.begin_switch("embedder")  # it could not answer a single chat
+    assert embedder.value.code == "model_not_supported"
 
 
 async def test_disabling_hides_a_registered_model(manager: EngineManager) -> None:

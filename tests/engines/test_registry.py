@@ -153,6 +153,7 @@ def test_public_view() -> None:
         "default_params": {"temperature": 0.7},
         "context_length": 4096,
         "healthy": True,
+        "task": "generate",
     }
     entry.endpoints[1].healthy = False
     assert entry.public()["healthy"] is False

@@ -13,6 +13,7 @@ or 404; ``POST /tokenize`` (vLLM's) answers only while ``tokenize`` is set. ``PO
 answers ``embedding_dims``-long vectors derived from each input (equal inputs, equal
 vectors), one prompt token per word or token id; an input carrying ``[[status=N]]``,
 ``[[no_usage]]``, ``[[delay=S]]`` or ``[[wrong_count]]`` (one vector too few) shapes it.
+With ``embedding_only`` it is a pooling engine: no generation (404), probed by an embedding.
 """
 
 from __future__ import annotations
@@ -64,8 +65,15 @@ class FakeUpstream:
     metrics_text: str | None = None  # None: no /metrics route (404)
     scrapes: int = 0  # GET /metrics calls
     probes: int = 0  # the gateway's 1-token generation probes (not in ``requests``)
+    # A pooling engine (vLLM's --runner pooling): /v1/chat/completions and /v1/completions
+    # answer 404 as vLLM's do, and the gateway probes it with an embedding instead.
+    embedding_only: bool = False
     tokenize: bool = False  # serve vLLM's POST /tokenize (chat messages in, a count out)
     embedding_dims: int = 8  # the length of the vectors POST /v1/embeddings answers
+    # Every answer's pieces instead of the default words (e.g. a JSON call, as a grammar-
+    # bound llama.cpp writes it), and the finish_reason of its streams.
+    script: list[str] | None = None
+    finish_reason: str = "stop"
 
     @property
     def url(self) -> str:
@@ -128,6 +136,8 @@ class FakeUpstream:
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         payload = await request.json()
+        if request.headers.get(PROBE_HEADER):
+            return self._embedding_probe(payload)
         record = Recorded(request.headers.get("X-Request-ID"), request.path, payload,
                           time.time(), headers=dict(request.headers))  # fmt: skip
         self.requests.append(record)
@@ -151,7 +161,19 @@ class FakeUpstream:
         record.finished = time.time()
         return web.json_response(body)
 
+    def _embedding_probe(self, payload: dict[str, Any]) -> web.Response:
+        """The gateway's probe of an embedding-only engine: counted in ``probes`` (not in
+        ``requests``), failing while ``forced`` has a status."""
+        self.probes += 1
+        if "status" in self.forced:
+            return web.json_response({"error": {"message": "fake"}}, status=500)
+        vector = embedding_of(payload["input"], self.embedding_dims)
+        data = [{"object": "embedding", "index": 0, "embedding": vector}]
+        return web.json_response({"object": "list", "data": data, "model": self.model})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if self.embedding_only:
+            raise web.HTTPNotFound()
         payload = await request.json()
         if request.headers.get(PROBE_HEADER):
             # The gateway's 1-token health probe: counted apart, so tests that look at the
@@ -179,7 +201,7 @@ class FakeUpstream:
             body = {"error": {"message": message, "type": "server_error"}}
             return web.json_response(body, status=status)
         await asyncio.sleep(float(opts.get("first_token_delay", 0)))
-        words = answer_words(payload, opts)
+        words = list(self.script) if self.script is not None else answer_words(payload, opts)
         if not payload.get("stream"):
             record.finished = time.time()
             return web.json_response(completion(self.model, words, payload, opts))
@@ -215,7 +237,7 @@ class FakeUpstream:
                 if delay:
                     await asyncio.sleep(delay)
             if "no_finish" not in opts:
-                finish = "tool_calls" if "tool_call" in opts else "stop"
+                finish = "tool_calls" if "tool_call" in opts else self.finish_reason
                 for copy in range(copies(payload)):
                     await response.write(sse(chunk(self.model, {}, finish, index=copy)))
             options = payload.get("stream_options") or {}

@@ -48,11 +48,16 @@ class ChatJob:
         return f"user:{self.identity.user_id}"
 
 
+# Defaults that would make an engine write several answers into one chat stream.
+ONE_ANSWER_ONLY = frozenset({"n", "best_of"})
+
+
 def sampling_params(
     body: SamplingParams, model: ModelEntry, user_settings: dict[str, Any], settings: Settings
 ) -> dict[str, Any]:
-    """Model defaults, then the user's defaults, then the request; max_tokens capped."""
-    params: dict[str, Any] = dict(model.default_params)
+    """Model defaults, then the user's defaults, then the request; max_tokens capped. A
+    chat answer is one answer: a profile's ``n`` (meant for /v1 clients) is not applied."""
+    params = {k: v for k, v in model.default_params.items() if k not in ONE_ANSWER_ONLY}
     params.update({k: user_settings[k] for k in USER_DEFAULT_PARAMS if user_settings.get(k)})
     params.update(body.model_dump(exclude_none=True, include=set(SamplingParams.model_fields)))
     params.setdefault("max_tokens", default_max_tokens(model, settings))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatgate.engines.breaker import CircuitBreaker
+from chatgate.engines.liveness import Task
 from chatgate.engines.scrape import EngineMetrics, ScrapeState
 from chatgate.settings import Settings
 
@@ -57,6 +58,7 @@ class Endpoint:
     last_success: float | None = None  # monotonic time of the last answer that worked
     last_probe: float | None = None  # of the monitor's last 1-token generation
     probe_error: str | None = None  # why that generation failed
+    task: Task = "generate"  # "embed": the probe asks for an embedding (set by the registry)
 
     @property
     def root_url(self) -> str:

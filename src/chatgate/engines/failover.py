@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -49,6 +49,19 @@ def is_engine_fault(exc: EngineError) -> bool:
     return exc.code in ENGINE_FAULTS
 
 
+class ChunkAdapter(Protocol):
+    """Rewrites a request's engine stream before anyone reads it, the one place every
+    dialect's stream passes (e.g. a forced tool call on llama.cpp: engines/forced_tools)."""
+
+    def adapt(self, batch: list[bytes]) -> list[bytes]:
+        """The lines to relay for these engine lines (as many, fewer or more)."""
+        ...
+
+    def end(self) -> list[bytes]:
+        """What is still held back when the stream ends."""
+        ...
+
+
 @dataclass
 class EngineCall:
     """One request to a model's engines, as every route (web chat, /v1, titles) describes
@@ -62,6 +75,7 @@ class EngineCall:
     affinity_key: str | None = None
     tried: list[str] = field(default_factory=list)  # every replica tried, in order
     queue_ms: float | None = None  # time waiting for a slot in the gateway's queue
+    adapter: ChunkAdapter | None = None  # rewrites the engine's lines for every reader
 
     @property
     def engine(self) -> str | None:
@@ -81,15 +95,20 @@ class Upstream:
     completed: bool = False  # read to its end: the connection can be reused
     error: EngineError | None = None  # how it broke mid-stream (reported by the owner)
     flight: Flight | None = None  # the drain closes the response at its deadline
+    adapter: ChunkAdapter | None = None  # the call's, applied to every batch
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
-        """The lines in the batches they arrived in (the head first, as one)."""
+        """The lines in the batches they arrived in (the head first, as one), as the
+        call's adapter rewrites them (a batch it empties is not yielded)."""
         try:
-            if self.head:
-                yield self.head
+            if self.head and (head := self._adapted(self.head)):
+                yield head
             async for batch in self.rest:
-                yield batch
+                if adapted := self._adapted(batch):
+                    yield adapted
             self.completed = True
+            if self.adapter is not None and (tail := self.adapter.end()):
+                yield tail
         except EngineError as exc:
             if self.flight is not None and self.flight.interrupted:
                 # The read failed because the drain closed the response, not the engine.
@@ -99,6 +118,9 @@ class Upstream:
             raise
         finally:
             await self.rest.aclose()
+
+    def _adapted(self, batch: list[bytes]) -> list[bytes]:
+        return batch if self.adapter is None else self.adapter.adapt(batch)
 
     async def lines(self) -> AsyncGenerator[bytes, None]:
         batches = self.batches()
@@ -145,6 +167,7 @@ class Upstreams:
                     grant = await self._admit(call)
                     upstream = await self._with_failover(call, self._opener(call))
                 upstream.flight = flight
+                upstream.adapter = call.adapter
                 flight.hold(upstream.response)
                 self.registry.record_success(upstream.endpoint)
                 if self.metrics is not None:

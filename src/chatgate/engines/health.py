@@ -1,7 +1,8 @@
 """Active engine checks: vLLM and llama-server answer ``/health``; for engines without
 one the model list (``/v1/models``) stands in. A healthy answer also closes an open
 circuit: the replica is readmitted without waiting for a trial request. Being up is not
-being able to generate: ``probe_generation`` asks for one token."""
+being able to generate: ``probe_generation`` asks for one token (an embedding-only engine,
+which cannot generate, for the vector of one input)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import aiohttp
 
 from chatgate.engines.client import EngineClient
 from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.liveness import PROBE_PROMPT, result_error
 
 log = logging.getLogger("chatgate.engines")
 
@@ -78,21 +80,26 @@ async def discover_upstream_model(client: EngineClient, endpoint: Endpoint) -> s
 
 
 async def probe_generation(client: EngineClient, endpoint: Endpoint) -> str | None:
-    """One token through ``/v1/completions``: None when it worked, else why not."""
-    body = {"model": endpoint.upstream_model, "prompt": "Hello", "max_tokens": 1}
+    """A real result, None when it worked, else why not: one token through
+    ``/completions``, or one vector through ``/embeddings`` for an engine that only embeds
+    (``endpoint.task``; a pooling vLLM answers 404 to any generation)."""
+    if endpoint.task == "embed":
+        what, path = "a 1-input embedding", "/embeddings"
+        body: dict[str, object] = {"model": endpoint.upstream_model, "input": PROBE_PROMPT}
+    else:
+        what, path = "a 1-token generation", "/completions"
+        body = {"model": endpoint.upstream_model, "prompt": PROBE_PROMPT, "max_tokens": 1}
     try:
         async with asyncio.timeout(GENERATION_TIMEOUT):
             async with client.session.post(
-                endpoint.base_url + "/completions", json=body, headers={PROBE_HEADER: "1"}
+                endpoint.base_url + path, json=body, headers={PROBE_HEADER: "1"}
             ) as resp:
                 if resp.status != 200:
-                    return f"a 1-token generation failed: HTTP {resp.status}"
+                    return f"{what} failed: HTTP {resp.status}"
                 data = await resp.json(content_type=None)
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-        return f"a 1-token generation failed ({type(exc).__name__})"
-    if not isinstance(data, dict) or not data.get("choices"):
-        return "a 1-token generation returned no choices"
-    return None
+        return f"{what} failed ({type(exc).__name__})"
+    return result_error(endpoint.task, data)
 
 
 async def learn_capacity(client: EngineClient, endpoint: Endpoint) -> int | None:

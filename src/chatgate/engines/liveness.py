@@ -3,8 +3,11 @@
 A listing endpoint proves little: an engine whose CPU kernels crash answers ``/health``
 and ``/v1/models`` until its first generation kills it. So an engine is ready only once it
 generated a token, and while it runs the supervisor asks for one token now and then
-(``EngineProbe``). Crashes are counted in a sliding window (``CrashWindow``): a few within
-minutes are a diagnosis to show, not a reason to restart forever.
+(``EngineProbe``). An embedding-only engine (``task: embed``: vLLM started as a pooling
+model, which cannot generate) is proven the same way by a real result of its own kind:
+the vector of a one-input ``/v1/embeddings`` request. Crashes are counted in a sliding
+window (``CrashWindow``): a few within minutes are a diagnosis to show, not a reason to
+restart forever.
 
 Everything here is synchronous (urllib): the supervisor runs in a thread of its own.
 """
@@ -20,7 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Literal
 
+# What a model's engine does: generate text (chat, completions; perhaps embeddings too),
+# or only embed (a pooling model: /v1/embeddings, and no generation at all).
+Task = Literal["generate", "embed"]
 PROBE_PROMPT = "Hello"
 # Signals that mean the engine's native code crashed (rather than being killed by someone).
 CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE,
@@ -30,10 +37,12 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @dataclass(frozen=True)
 class EngineProbe:
-    """How to ask an OpenAI-compatible engine whether it is up and can generate."""
+    """How to ask an OpenAI-compatible engine whether it is up and gives real results
+    (tokens; vectors for an embedding-only engine)."""
 
     model: str  # the name the engine serves the model under
     health_path: str | None = "/health"  # answers 200 once the model is loaded; None: none
+    task: Task = "generate"  # "embed": proven by an embedding (it cannot generate)
 
     def healthy(self, root_url: str, timeout: float) -> bool:
         """The cheap check: the server is up and says it is ready."""
@@ -49,10 +58,19 @@ class EngineProbe:
             return False  # not listening yet, or busy loading
 
     def generate(self, root_url: str, timeout: float) -> str | None:
-        """One token through ``/v1/completions``: None when it worked, else why not."""
+        """A real result: one token through ``/v1/completions``, or for an embedding-only
+        engine one vector through ``/v1/embeddings``. None when it worked, else why not."""
+        if self.task == "embed":
+            return self._ask(root_url, timeout, "/v1/embeddings", "a 1-input embedding",
+                             {"model": self.model, "input": PROBE_PROMPT})  # fmt: skip
         body = {"model": self.model, "prompt": PROBE_PROMPT, "max_tokens": 1, "temperature": 0}
+        return self._ask(root_url, timeout, "/v1/completions", "a 1-token generation", body)
+
+    def _ask(
+        self, root_url: str, timeout: float, path: str, what: str, body: dict[str, Any]
+    ) -> str | None:
         request = urllib.request.Request(
-            root_url + "/v1/completions",
+            root_url + path,
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -63,12 +81,27 @@ class EngineProbe:
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:200].decode(errors="replace")
             exc.close()
-            return f"a 1-token generation failed: HTTP {exc.code} {detail}".strip()
+            return f"{what} failed: HTTP {exc.code} {detail}".strip()
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            return f"a 1-token generation failed: {type(exc).__name__}: {exc}"
+            return f"{what} failed: {type(exc).__name__}: {exc}"
+        return result_error(self.task, data)
+
+
+def result_error(task: Task, data: object) -> str | None:
+    """Why an engine's answer to the probe is not a real result (None: it is one): a
+    generation needs a choice, an embedding a non-empty vector of numbers."""
+    if task == "generate":
         if not isinstance(data, dict) or not data.get("choices"):
             return "a 1-token generation returned no choices"
         return None
+    items = data.get("data") if isinstance(data, dict) else None
+    first = items[0] if isinstance(items, list) and items else None
+    vector = first.get("embedding") if isinstance(first, dict) else None
+    if not isinstance(vector, list) or not vector:
+        return "a 1-input embedding returned no vector"
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
+        return "a 1-input embedding returned a vector that is not numbers"
+    return None
 
 
 @dataclass(frozen=True)

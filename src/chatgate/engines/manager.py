@@ -85,6 +85,7 @@ def entry_for_profile(
         default_params=dict(profile.default_params),
         context_length=profile.max_model_len,
         embeddings=profile.embeddings,
+        task=profile.task,
     )
     entry.profile_id = profile.id
     return entry
@@ -242,6 +243,12 @@ class EngineManager:
                 409, f"A switch to '{self.switch.target}' is in progress", "switch_in_progress"
             )
         profile = self._launchable(target)
+        if profile.task == "embed":  # the active model answers the chats
+            raise APIError(
+                409,
+                f"'{profile.id}' only serves embeddings: it cannot be the active chat model",
+                "model_not_supported",
+            )
         if not self.is_enabled(profile.id):
             raise APIError(409, f"'{profile.id}' is disabled; enable it first", "model_disabled")
         if profile.id == self.active_profile and self._registry.get(profile.id) is not None:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chatgate.engines.endpoint import Timeouts
+from chatgate.engines.liveness import Task
 
 EngineKind = Literal["vllm", "llamacpp", "openai"]
 Dtype = Literal["float16", "bfloat16", "float32"]
@@ -120,6 +121,10 @@ class ModelProfile(BaseModel):
     default_params: dict[str, Any] = Field(default_factory=dict)
     chat_template: str | None = None
     embeddings: EmbeddingsSpec | None = None  # None: no /v1/embeddings for this model
+    # "embed": an embedding-only model (vLLM runs it as a pooling model: --runner pooling).
+    # It serves /v1/embeddings and nothing else: chat requests for it are refused with a 400,
+    # and its engine is proven by an embedding instead of a generated token.
+    task: Task = "generate"
     # e.g. a reasoning model that thinks for minutes before its first token
     timeouts: ProfileTimeouts | None = None
     description: str = ""
@@ -189,6 +194,8 @@ class ModelProfile(BaseModel):
             )
         if self.embeddings and self.embeddings.max_input_tokens > self.max_model_len:
             raise ValueError("embeddings.max_input_tokens exceeds max_model_len")
+        if self.task == "embed" and self.embeddings is None:
+            raise ValueError("task 'embed' needs an 'embeddings:' block (at least 'dimensions')")
         if self.engine == "openai" and not self.url:
             raise ValueError("engine 'openai' needs 'url' (the external server's base URL)")
         if self.engine == "llamacpp" and not self.path:

@@ -14,6 +14,7 @@ from typing import Any
 
 from chatgate.engines.breaker import CircuitPolicy
 from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.liveness import Task
 from chatgate.engines.profiles import EmbeddingsSpec
 from chatgate.engines.routing import AffinityMap, choose
 from chatgate.errors import APIError
@@ -39,6 +40,8 @@ class ModelEntry:
     profile_id: str | None = None
     # Its engines also serve /v1/embeddings (the profile's ``embeddings:``); None: they don't.
     embeddings: EmbeddingsSpec | None = None
+    # "embed": its engines only embed (the profile's ``task``): no chat, probed by a vector.
+    task: Task = "generate"
 
     def outstanding(self) -> int:
         return sum(ep.outstanding for ep in self.endpoints)
@@ -51,6 +54,8 @@ class ModelEntry:
             "default_params": self.default_params,
             "context_length": self.context_length,
             "healthy": any(ep.healthy for ep in self.endpoints),
+            # "embed": not a chat model (the web chat must not offer it).
+            "task": self.task,
         }
 
 
@@ -85,6 +90,8 @@ class ModelRegistry:
             self._affinity = AffinityMap(affinity_sessions)
 
     def add(self, entry: ModelEntry) -> None:
+        for endpoint in entry.endpoints:  # how the monitor proves them (health.py)
+            endpoint.task = entry.task
         self._models[entry.id] = entry
         for alias in entry.aliases:
             self._aliases[alias] = entry.id
@@ -103,6 +110,10 @@ class ModelRegistry:
     def models(self) -> list[ModelEntry]:
         return [entry for entry in self._models.values() if entry.enabled]
 
+    def chat_models(self) -> list[ModelEntry]:
+        """The enabled models one can chat with (embedding-only ones left out)."""
+        return [entry for entry in self.models() if entry.task == "generate"]
+
     def all_models(self) -> list[ModelEntry]:
         return list(self._models.values())
 
@@ -112,8 +123,24 @@ class ModelRegistry:
 
     def resolve(self, name: str | None) -> ModelEntry:
         """The enabled model for a public id or alias (None or 'default': the default),
-        ready for a new request (503 while it is being switched)."""
-        entry = self.lookup(name)
+        ready for a new generation (503 while it is being switched). Every generating route
+        (chat, completions, messages, responses, the web chat) resolves here, so an
+        embedding-only model is refused here: a 400 naming ``model``, never relayed to an
+        engine that cannot generate."""
+        entry = self._ready(self.lookup(name))
+        if entry.task == "embed":
+            raise APIError(
+                400,
+                f"The model '{entry.id}' only serves embeddings (/v1/embeddings): it does"
+                " not support chat completions",
+                "model_not_supported",
+                param="model",
+            )
+        return entry
+
+    @staticmethod
+    def _ready(entry: ModelEntry) -> ModelEntry:
+        """The entry, unless it is being switched (a 503 to retry, for every route)."""
         if entry.draining:
             raise APIError(
                 503,
@@ -129,7 +156,7 @@ class ModelRegistry:
         if wanted == DEFAULT_ALIAS and DEFAULT_ALIAS not in self._aliases:
             wanted = self.default_model
             if wanted not in self._models and self._models:
-                wanted = next(iter(self._models))
+                wanted = self._fallback_default()
         # A model's own id wins over another model's alias of the same name.
         model_id = wanted if wanted in self._models else self._aliases.get(wanted, wanted)
         entry = self._models.get(model_id)
@@ -142,10 +169,16 @@ class ModelRegistry:
             )
         return entry
 
+    def _fallback_default(self) -> str:
+        """The default when the configured one is not served: the first model one can
+        chat with (an embedding-only model only when there is nothing else)."""
+        chat = [model_id for model_id, e in self._models.items() if e.task == "generate"]
+        return chat[0] if chat else next(iter(self._models))
+
     def resolve_embeddings(self, name: str | None) -> ModelEntry:
         """Like ``resolve``, for ``/v1/embeddings``: a model whose profile declares none is
         the client's mistake (400 naming ``model``), as OpenAI answers for a chat model."""
-        entry = self.resolve(name)
+        entry = self._ready(self.lookup(name))
         if entry.embeddings is None:
             raise APIError(
                 400,

@@ -16,7 +16,7 @@ router = APIRouter(tags=["models"], responses=SIGNED_IN, route_class=GatewayRout
 
 @router.get("/api/models")
 async def list_models(_identity: CurrentUser, state: StateDep) -> dict[str, Any]:
-    models = state.registry.models()
+    models = state.registry.chat_models()  # the web chat cannot use embedding-only models
     try:
         # lookup, not resolve: a default model that is being switched is still the default.
         default: str | None = state.registry.lookup(None).id if models else None

@@ -9,8 +9,10 @@ engine connection (llama.cpp then drops the queued inputs).
 
 Only models whose profile declares ``embeddings:`` are routed here (``ModelRegistry.
 resolve_embeddings``); the embedded SmolLM2 serves them from the same llama-server that
-chats (``engines/embedded.py`` says why one process). Tokens come from the engine's
-``usage``; completion tokens are 0.
+chats (``engines/embedded.py`` says why one process). A model may also be embedding-only
+(``task: embed``, e.g. vLLM started as a pooling model): it is routed here like any other
+and refused by every generating route. Tokens come from the engine's ``usage``; completion
+tokens are 0.
 """
 
 from __future__ import annotations

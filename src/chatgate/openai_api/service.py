@@ -19,7 +19,8 @@ import orjson
 from chatgate.auth.identity import Identity
 from chatgate.chat.service import default_max_tokens
 from chatgate.engines.client import DONE_LINE, EngineError, clean_message, parse_data_line
-from chatgate.engines.failover import EngineCall, Upstream
+from chatgate.engines.failover import ChunkAdapter, EngineCall, Upstream
+from chatgate.engines.forced_tools import enforce, engine_kind
 from chatgate.engines.pool import Ticket
 from chatgate.engines.registry import ModelEntry
 from chatgate.engines.routing import v1_affinity_key
@@ -104,6 +105,7 @@ def plan(
         request_id,
         Ticket(f"user:{identity.user_id}", "api"),
         v1_affinity_key(body),
+        adapter=_forced_tools(state, model, route, payload),
     )
     return RelayCall(
         state=state,
@@ -114,6 +116,16 @@ def plan(
         prompt_estimate=estimate_prompt_tokens(prompt or []),
         choices=choices,
     )
+
+
+def _forced_tools(
+    state: AppState, model: ModelEntry, route: str, payload: dict[str, Any]
+) -> ChunkAdapter | None:
+    """A forced tool call the engine cannot make itself is enforced by the gateway, here,
+    for every dialect (all plan their engine request here): engines/forced_tools."""
+    if route != "v1.chat":
+        return None
+    return enforce(payload, engine_kind(model, state.manager.profiles))
 
 
 def _choices(body: dict[str, Any], model: ModelEntry) -> int:
