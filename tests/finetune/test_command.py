@@ -38,6 +38,14 @@ def test_dataset_file_directory_and_export_id(settings: Settings, tmp_path: Path
     with pytest.raises(APIError) as missing:
         command.resolve_dataset(settings, "nope")
     assert (missing.value.status_code, missing.value.param) == (400, "dataset")
+    # Names no file system takes are the client's error, not the server's (was a 503).
+    for name in ("0" * 300, "a\x00b"):
+        with pytest.raises(APIError) as odd:
+            command.resolve_dataset(settings, name)
+        assert (odd.value.status_code, odd.value.param) == (400, "dataset")
+        with pytest.raises(APIError) as base:
+            command.check_base(name)
+        assert (base.value.status_code, base.value.param) == (400, "base")
 
 
 def test_base_is_known_or_a_model_directory(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ live writer; and the database health verdicts that decide when it is used."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import subprocess
 import sys
@@ -112,6 +113,12 @@ def test_outage_errors_are_told_from_query_errors() -> None:
     assert is_outage(DBAPIError("SELECT 1", {}, ShuttingDown()))
     assert not is_outage(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert not is_outage(ValueError("bad"))
+    # The connect to every address of a host failed (asyncio: no errno): an outage.
+    assert is_outage(OSError("Multiple exceptions: [Errno 111] Connect call failed"))
+    assert is_outage(TimeoutError())
+    # A file name a client made too long is no database outage (it was a 503 before).
+    assert not is_outage(OSError(errno.ENAMETOOLONG, "File name too long"))
+    assert not is_outage(FileNotFoundError(errno.ENOENT, "no such file"))
 
 
 def test_health_is_told_once_per_outage() -> None:

@@ -8,7 +8,9 @@ requests meanwhile get ``503 database_unavailable`` with ``Retry-After``.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -25,6 +27,11 @@ RETRY_AFTER_SECONDS = 5
 # (08), operator intervention such as a shutdown (57P), too many connections (53300).
 _OUTAGE_SQLSTATES = ("08", "57P", "53300")
 _CONNECTION_ERRORS = {"ConnectionDoesNotExistError", "InterfaceError", "PostgresConnectionError"}
+_NETWORK_ERRNOS = frozenset({
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ENOTCONN,
+    errno.EADDRNOTAVAIL,
+})  # fmt: skip
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -41,7 +48,7 @@ def is_outage(exc: BaseException) -> bool:
 
 
 def _is_outage_error(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):  # refused, reset, unreachable, timed out (asyncpg's connect)
+    if isinstance(exc, OSError) and _network_error(exc):
         return True
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
         return True
@@ -55,6 +62,15 @@ def _is_outage_error(exc: BaseException) -> bool:
             return True
         return isinstance(exc, sa_exc.InterfaceError) or _connection_class(exc.orig)
     return False
+
+
+def _network_error(exc: OSError) -> bool:
+    """Refused, reset, unreachable, timed out (asyncpg's connect), or the connect to every
+    address of a host failing ("Multiple exceptions", no errno) - not any OSError: a file
+    name too long for the file system is no database outage."""
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return exc.errno is None or exc.errno in _NETWORK_ERRNOS
 
 
 def _connection_class(orig: BaseException | None) -> bool:

@@ -71,16 +71,25 @@ def resolve_dataset(settings: Settings, spec: str) -> Path:
         exports = settings.data_dir / "datasets"
         candidates += [exports / spec, exports / f"{spec}.jsonl"]
     for path in candidates:
-        found = path / "train.jsonl" if path.is_dir() else path
-        if found.is_file():
+        found = path / "train.jsonl" if _exists(path, directory=True) else path
+        if _exists(found):
             return found.resolve()
     raise APIError(
         400, f"dataset {spec!r}: no such JSONL file or export", "invalid_value", param="dataset"
     )
 
 
+def _exists(path: Path, *, directory: bool = False) -> bool:
+    """``is_file``/``is_dir`` that answer False for names no file system takes (too long,
+    a NUL): a client's path is never a server error."""
+    try:
+        return path.is_dir() if directory else path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def check_base(base: str) -> None:
-    if base in KNOWN_BASES or (Path(base).expanduser() / "config.json").is_file():
+    if base in KNOWN_BASES or _exists(Path(base).expanduser() / "config.json"):
         return
     raise APIError(
         400,
