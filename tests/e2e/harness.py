@@ -42,6 +42,14 @@ class Served:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        try:
+            self._wait_ready(log_path)
+        except BaseException:
+            self.stop()  # never left running (with its engine) after a failed start
+            raise
+
+    def _wait_ready(self, log_path: Path) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
