@@ -47,6 +47,10 @@ from chatgate.engines.router import router as models_router
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.errors import APIError, install_error_handlers
 from chatgate.feedback.router import router as feedback_router
+from chatgate.finetune import deploy
+from chatgate.finetune.deploy_router import router as deploy_router
+from chatgate.finetune.gate_router import router as finetune_gate_router
+from chatgate.finetune.rollout import Rollout
 from chatgate.finetune.router import router as finetune_router
 from chatgate.finetune.supervisor import FinetuneSupervisor
 from chatgate.fleet import start_fleet_events
@@ -199,6 +203,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for profile_id, supervisor in app.state.managed.items():
         manager.adopt(profile_id, supervisor)
     await _restore_model_settings(sessionmaker, manager)
+    # Deployed fine-tuned versions (finetune/deploy.py): model ids on their base's engines.
+    deploy.register(registry, profiles, deploy.load(settings))
+    app.state.rollout = Rollout(settings, manager)
 
     def on_usage(row: UsageRecord) -> None:
         metrics.observe_usage(row)
@@ -284,6 +291,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis=redis,
         fleet=fleet,
         identity_cache=IdentityCache(settings.identity_cache_seconds),
+        splits=app.state.rollout.splits,
     )
     if app.state.tune_gc:
         tune_garbage_collector()
@@ -376,6 +384,8 @@ def create_app(
         usage_router,
         limits_router,
         finetune_router,
+        finetune_gate_router,
+        deploy_router,
         feedback_router,
         datasets_router,
     ):

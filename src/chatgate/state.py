@@ -15,6 +15,7 @@ from chatgate.engines.client import EngineClient
 from chatgate.engines.failover import Upstreams
 from chatgate.engines.manager import EngineManager
 from chatgate.engines.registry import ModelRegistry
+from chatgate.finetune.split import SplitTable
 from chatgate.fleet import FleetEvents
 from chatgate.limits.service import RateLimiter
 from chatgate.observability.metrics import Metrics
@@ -43,3 +44,4 @@ class AppState:
     fleet: FleetEvents | None = None  # with Redis: changes told to every gateway
     # API-key identities for a few seconds: one per app, so per worker process.
     identity_cache: IdentityCache = field(default_factory=IdentityCache)
+    splits: SplitTable | None = None  # A/B splits of the web chat (finetune/split.py)

@@ -24,6 +24,7 @@ SECRETS = {
     "POSTGRES_PASSWORD": "pw",
     "CHATGATE_JWT_SECRET": "j" * 48,
     "GRAFANA_ADMIN_PASSWORD": "g",
+    "MINIO_ROOT_PASSWORD": "minio-secret",
 }
 
 
@@ -105,9 +106,12 @@ def test_compose_structure() -> None:
     services = load(COMPOSE)["services"]
     assert {"vllm", "gateway", "postgres", "redis", "nginx"} <= set(services)
     monitoring = {"prometheus", "grafana", "loki", "alloy"}
+    mlflow = {"mlflow", "mlflow-db-init", "minio", "minio-init"}
     for name in monitoring:
         assert services[name]["profiles"] == ["monitoring"]
-    for name in set(services) - monitoring:
+    for name in mlflow:
+        assert services[name]["profiles"] == ["mlflow"]
+    for name in set(services) - monitoring - mlflow:
         assert "profiles" not in services[name], name
 
     vllm = services["vllm"]
@@ -143,12 +147,13 @@ def test_compose_structure() -> None:
 
 
 def test_monitoring_mounts_exist() -> None:
-    """Every ./monitoring/... or ./nginx/... bind mount points at a file in the repository."""
+    """Every ./monitoring/..., ./mlflow/... or ./nginx/... bind mount points at a file in the
+    repository."""
     services = load(COMPOSE)["services"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
-            if source.startswith(("./monitoring", "./nginx/nginx.conf")):
+            if source.startswith(("./monitoring", "./mlflow", "./nginx/nginx.conf")):
                 assert (DEPLOY / source).exists(), f"{name}: {source}"
     prometheus = " ".join(services["prometheus"]["volumes"])
     assert "./monitoring/prometheus:/etc/prometheus" in prometheus

@@ -37,6 +37,8 @@ DASHBOARD_FILES = (
     "inference-metrics.json",
     "inference-detail.json",
     "logs.json",
+    "training-metrics.json",
+    "training-detail.json",
 )
 
 # vLLM's own metrics, as PrometheusStatLogger in vllm/v1/metrics/loggers.py registers them
@@ -588,6 +590,44 @@ def test_inference_detail_is_templated_by_model() -> None:
     assert model["type"] == "query" and model["datasource"]["uid"] == "prometheus"
     exprs = _exprs(dashboard, "prometheus")
     assert sum("$model" in e for e in exprs) >= 10
+
+
+def test_training_dashboards_show_every_training_metric() -> None:
+    """Each chatgate_training_* series the gateway exports has a panel (docs/mlops.md)."""
+    exported = {base_name(s) for s in gateway_metrics() if s.startswith("chatgate_training_")}
+    assert len(exported) >= 10
+    for name in ("training-metrics.json", "training-detail.json"):
+        board = load_dashboard(name)
+        assert "training" in board["tags"]
+        used = {base_name(m) for e in _exprs(board, "prometheus") for m in referenced_metrics(e)}
+        assert exported - used == set(), name
+
+
+def test_training_detail_is_templated_by_model_and_gateway() -> None:
+    dashboard = load_dashboard("training-detail.json")
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"model", "instance"} <= variables.keys()
+    assert "chatgate_training_" in variables["model"]["definition"]
+    assert variables["model"]["multi"] is False  # one job at a time
+    exprs = _exprs(dashboard, "prometheus")
+    titles = {p.get("title") for p in all_panels(dashboard["panels"])}
+    assert {"Loss curve", "Learning rate", "Throughput", "Progress"} <= titles
+    per_job = [e for e in exprs if "chatgate_training_jobs" not in e.split(" and ")[0]]
+    assert all('model="$model"' in e and "$instance" in e for e in per_job), per_job
+
+
+def test_training_metrics_link_each_job_to_its_detail() -> None:
+    dashboard = load_dashboard("training-metrics.json")
+    detail = load_dashboard("training-detail.json")
+    links = [
+        link["url"]
+        for panel in all_panels(dashboard["panels"])
+        for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
+    assert len(links) >= 5
+    for url in links:
+        assert url.startswith(f"/d/{detail['uid']}/")
+        assert "var-model=${__field.labels.model}" in url and "var-instance=" in url
 
 
 def test_logs_dashboard_filters_by_level_request_id_and_model() -> None:

@@ -223,6 +223,8 @@ async def _store(
     model = state.registry.resolve(
         body.model or conversation.model or identity.settings.get("default_model")
     )
+    if state.splits is not None:  # an A/B split sends its share of conversations to a version
+        model = state.splits.pick(state.registry, model, conversation.id)
     params = sampling_params(body, model, identity.settings, settings)
     stored = [] if is_new else await conversations.messages_of(db, conversation.id)
     prior = _prior_path(body, stored)

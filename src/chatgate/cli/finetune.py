@@ -25,7 +25,7 @@ from chatgate.cli import bootstrap
 from chatgate.db.models import FinetuneJob
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.errors import APIError
-from chatgate.finetune import command, jobs
+from chatgate.finetune import command, gate, jobs
 from chatgate.finetune.schemas import JobOut
 from chatgate.finetune.supervisor import FinetuneSupervisor, log_path
 from chatgate.observability.metrics import Metrics
@@ -243,3 +243,66 @@ def ui(
     # The server's background job runner (GenAI evaluation jobs: ~8 worker processes) is
     # not needed to browse runs and versions.
     os.execve(argv[0], argv, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
+def _verdict_text(result: dict[str, Any]) -> str:
+    lines = [f"{result['model']}@{result['version']}: gate {result['gate']}"]
+    for split, by in result["scores"].items():
+        base, cand = by["base"], by["candidate"]
+        lines.append(
+            f"  {split} ({cand['count']:.0f}): perplexity {base['perplexity']:.3f} -> "
+            f"{cand['perplexity']:.3f}, keyword {base['keyword']:.2f} -> {cand['keyword']:.2f}, "
+            f"exact {base['exact']:.2f} -> {cand['exact']:.2f}"
+        )
+    lines += [f"  - {reason}" for reason in result["reasons"]]
+    lines.append(f"  MLflow evaluation run: {result['evaluation_run_id']}")
+    return "\n".join(lines)
+
+
+@finetune_app.command("evaluate")
+def evaluate(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION of a registered LoRA version")],
+    heldout_limit: Annotated[int | None, typer.Option(min=1, help="First N held-out")] = None,
+    regression_limit: Annotated[
+        int | None, typer.Option(min=1, help="First N regression questions")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Score a version against its base (held-out split, regression set, leak probe); the
+    scores go to MLflow and the version's tag ``gate``. Exit 1 when the gate failed."""
+    settings = Settings()
+    opts = gate.EvalOptions(heldout_limit, regression_limit)
+    try:
+        name, version = gate.parse_ref(ref)
+        result = asyncio.run(gate.evaluate(settings, name, version, opts))
+    except APIError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(json.dumps(result, indent=2) if json_output else _verdict_text(result))
+    if result["gate"] != "passed":
+        raise typer.Exit(1)
+
+
+@finetune_app.command("promote")
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION of a registered LoRA version")],
+    force: Annotated[bool, typer.Option("--force", help="Even if its gate failed")] = False,
+) -> None:
+    """Move the alias ``champion`` to a version whose gate passed (or ``--force``); the
+    champion it replaces becomes ``previous_champion``."""
+    settings = Settings()
+    try:
+        name, version = gate.parse_ref(ref)
+        done = asyncio.run(gate.promote(settings, name, version, force, by=_operator()))
+    except APIError as exc:
+        raise _fail(exc.message) from exc
+    line = f"{name}@{version} is champion"
+    if done.get("previous_champion"):
+        line += f" (previous champion: version {done['previous_champion']})"
+    if done.get("forced"):
+        line += f", forced past gate {done['gate']}"
+    typer.echo(line)
+
+
+def _operator() -> str:
+    """Who forced a promotion from the command line (the tag ``forced_by``)."""
+    return f"cli:{os.environ.get('USER') or os.getuid()}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import urllib.error
+import urllib.request
 from typing import Annotated, Any
 
 import typer
 
 from chatgate.cli.hardware import table_lines
+from chatgate.cli.probe import base_url
 from chatgate.engines import compat
 from chatgate.engines.compat import CompatReport, HardwareSpec
 from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile, load_profiles
@@ -178,3 +181,106 @@ def check(
         _print_report(chosen, hardware, report)
     if report.verdict == "does_not_fit":
         raise typer.Exit(EXIT_DOES_NOT_FIT)
+
+
+# ----- fine-tuned versions, through the running gateway (it restarts its own engines)
+
+DEPLOY_TIMEOUT_SECONDS = 1800.0  # a restart waits for the engine: as long as a switch
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="The gateway (default: CHATGATE_HOST/PORT)")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="CHATGATE_ADMIN_TOKEN", help="An administrator's token or API key"
+    ),
+]
+
+
+def _admin_post(url: str | None, token: str | None, path: str, body: dict[str, Any]) -> Any:
+    """POST to the gateway's admin API; its error message and exit status 1 on failure."""
+    settings = Settings()
+    root = (url or base_url(settings.host, settings.port)).rstrip("/")
+    if not token:
+        raise _usage("an administrator's token is needed: --token or CHATGATE_ADMIN_TOKEN")
+    request = urllib.request.Request(
+        root + path,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=DEPLOY_TIMEOUT_SECONDS) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            detail = exc.read().decode(errors="replace")
+        try:
+            detail = json.loads(detail)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        typer.echo(f"error: {detail}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: the gateway at {root} did not answer: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _usage(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+@models_app.command("deploy")
+def deploy_version(
+    spec: Annotated[str, typer.Argument(help="BASE:NAME@VERSION or BASE:NAME@ALIAS")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Serve a fine-tuned version as the model id BASE:NAME@VERSION."""
+    result = _admin_post(url, token, "/api/admin/models/deploy", {"model": spec})
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"deployed {result['model_id']} (on {result['base']})")
+
+
+@models_app.command("rollback")
+def rollback_version(
+    name: Annotated[str, typer.Argument(help="BASE:NAME, e.g. smollm2-135m:zanthia")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Move the alias champion back to the previous version and deploy it."""
+    result = _admin_post(url, token, "/api/admin/models/rollback", {"name": name})
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"champion is now {result['model_id']}")
+
+
+@models_app.command("split")
+def split_chats(
+    base: Annotated[str, typer.Argument(help="The base model, e.g. smollm2-135m")],
+    to: Annotated[str, typer.Option("--to", help="A deployed BASE:NAME@VERSION")],
+    percent: Annotated[int, typer.Option("--percent", min=0, max=100, help="0 removes it")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Answer PERCENT % of BASE's web chat conversations with a fine-tuned version."""
+    body = {"base": base, "to": to, "percent": percent}
+    result = _admin_post(url, token, "/api/admin/models/splits", body)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for item in result["splits"]:
+        typer.echo(f"{item['base']}: {item['percent']}% of web chats to {item['to']}")
+        for rates in item["rates"]:
+            up = "-" if rates["up_rate"] is None else f"{rates['up_rate']:.0%}"
+            typer.echo(f"  {rates['model']}: {rates['answers']} answers, {up} thumbs up")
+    if not result["splits"]:
+        typer.echo("no splits")

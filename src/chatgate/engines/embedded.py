@@ -163,6 +163,18 @@ def llama_server_command(
     ]  # fmt: skip
 
 
+def lora_flags(files: list[Path]) -> list[str]:
+    """Fine-tuned versions' GGUF LoRAs (finetune/deploy.py), loaded at scale 0: the base
+    model answers unchanged and a request selects one with ``"lora": [{"id", "scale"}]``
+    (their index here), so one engine serves the base and every version."""
+    if not files:
+        return []
+    flags = ["--lora-init-without-apply"]
+    for path in files:
+        flags += ["--lora", str(path)]
+    return flags
+
+
 def embedding_flags(spec: EmbeddingsSpec | None, slots: int) -> list[str]:
     """Flags that make the same llama-server also answer ``/v1/embeddings``.
 

@@ -187,7 +187,7 @@ class Upstreams:
         every engine fault may be retried elsewhere (until the drain deadline)."""
 
         async def attempt(endpoint: Endpoint) -> tuple[Endpoint, dict[str, Any]]:
-            body = {**call.payload, "model": endpoint.upstream_model}
+            body = call.model.engine_body({**call.payload, "model": endpoint.upstream_model})
             data = await _fetch_once(self.client, endpoint, call.path, body, call.request_id)
             return endpoint, data
 
@@ -217,7 +217,7 @@ class Upstreams:
 
     def _opener(self, call: EngineCall) -> Callable[[Endpoint], Awaitable[Upstream]]:
         async def attempt(endpoint: Endpoint) -> Upstream:
-            body = {**call.payload, "model": endpoint.upstream_model}
+            body = call.model.engine_body({**call.payload, "model": endpoint.upstream_model})
             return await _open_primed(self.client, endpoint, call.path, body, call.request_id)
 
         return attempt

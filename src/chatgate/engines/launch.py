@@ -22,10 +22,12 @@ from chatgate.engines.embedded import (
     llama_server_command,
     locate_llama_server,
     locate_smollm2_gguf,
+    lora_flags,
 )
 from chatgate.engines.liveness import EngineProbe, Liveness
 from chatgate.engines.profiles import ModelProfile
 from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.finetune import deploy
 from chatgate.hardware.cpu import crash_hint
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
@@ -145,9 +147,27 @@ def _vllm_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
             "--host", LOCAL_HOST,
             "--port", str(port),
             *_flags(args),
+            *_vllm_lora_flags(profile, settings, args),
         ]  # fmt: skip
 
     return LaunchPlan(profile.id, command, dict(profile.env))
+
+
+VLLM_MAX_LORA_RANK = 16  # finetune.py's ranks stay at or below it
+
+
+def _vllm_lora_flags(
+    profile: ModelProfile, settings: Settings, args: dict[str, str | int | float | bool]
+) -> list[str]:
+    """Deployed versions (finetune/deploy.py) loaded at start; later deploys load theirs
+    at runtime (``/v1/load_lora_adapter``, VLLM_ALLOW_RUNTIME_LORA_UPDATING)."""
+    modules = deploy.vllm_modules(settings, profile.id)
+    if not modules:
+        return []
+    flags = [] if "enable-lora" in args else ["--enable-lora"]
+    if "max-lora-rank" not in args:
+        flags += ["--max-lora-rank", str(VLLM_MAX_LORA_RANK)]
+    return [*flags, "--lora-modules", *modules]
 
 
 # Profiles written for llama-cpp-python's server keep working: its option names map to
@@ -182,7 +202,8 @@ def _llamacpp_plan(profile: ModelProfile, settings: Settings) -> LaunchPlan:
         argv = llama_server_command(
             server, path, LOCAL_HOST, port, alias=profile.id, options=options
         )
-        return argv + _flags(args)
+        # Read at every start: a deploy restarts the engine with the new list.
+        return argv + _flags(args) + lora_flags(deploy.lora_files(settings, profile.id))
 
     return LaunchPlan(profile.id, command, dict(profile.env), native=True)
 

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from chatgate.engines.breaker import CircuitPolicy
 from chatgate.engines.endpoint import Endpoint
@@ -24,6 +24,32 @@ log = logging.getLogger("chatgate.engines")
 DEFAULT_ALIAS = "default"
 DEFAULT_AFFINITY_SESSIONS = 10_000
 SWITCH_RETRY_AFTER = 10  # seconds: a drain-and-restart takes at least this long
+
+
+BASE_ONLY = -1  # AdapterRoute.lora_id of a base model whose engine has adapters loaded
+
+
+@dataclass(frozen=True)
+class AdapterRoute:
+    """A fine-tuned version served by its base model's engines (finetune/deploy.py): how
+    a request names it there. llama.cpp: the adapter's index among the engine's ``--lora``
+    files (the per-request ``lora`` field; the others stay at scale 0); vLLM: the name it
+    was loaded under (the request's ``model``)."""
+
+    engine: Literal["llamacpp", "vllm"]
+    lora_id: int = BASE_ONLY
+    lora_name: str = ""
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The engine request for this version (or, ``BASE_ONLY``, for the base model on
+        an engine with adapters loaded) from the one for its base model."""
+        if self.engine == "vllm":
+            return {**body, "model": self.lora_name} if self.lora_name else body
+        if self.lora_id == BASE_ONLY:
+            # Explicitly none: a request without ``lora`` may run on a slot that still
+            # has the previous request's adapter applied. Unlisted adapters get scale 0.
+            return {**body, "lora": [{"id": 0, "scale": 0.0}]}
+        return {**body, "lora": [{"id": self.lora_id, "scale": 1.0}]}
 
 
 @dataclass
@@ -42,6 +68,13 @@ class ModelEntry:
     embeddings: EmbeddingsSpec | None = None
     # "embed": its engines only embed (the profile's ``task``): no chat, probed by a vector.
     task: Task = "generate"
+    # A fine-tuned version on its base model's engines (shared endpoints); None: the model.
+    adapter: AdapterRoute | None = None
+
+    def engine_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as one replica receives it (``model``: its engine name), with the
+        version's adapter selected: the one place every route's payload is finalised."""
+        return body if self.adapter is None else self.adapter.apply(body)
 
     def outstanding(self) -> int:
         return sum(ep.outstanding for ep in self.endpoints)

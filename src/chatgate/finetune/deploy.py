@@ -1,0 +1,197 @@
+"""Fine-tuned versions as models: their ids, the list of deployed ones, and their registry
+entries on the base model's engines.
+
+A version is the model id ``<base>:<name>@<version>`` (``smollm2-135m:zanthia@3``), the
+registered MLflow model ``<base>-<name>``'s version. It has no engine of its own: its
+entry shares the base model's endpoints and selects its adapter per request
+(``AdapterRoute``): llama.cpp loads every deployed GGUF LoRA at start with
+``--lora-init-without-apply`` (scale 0: the base model is unchanged) and a request picks
+one by index; vLLM loads the PEFT adapter under the version's id. The list lives in
+``<data dir>/adapters/deployed.json`` so a restart (and the engine's launch plan, which
+reads it at every start) keeps it; its order is the llama.cpp adapters' order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from chatgate.engines.profiles import ModelProfile
+from chatgate.engines.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
+from chatgate.errors import APIError
+from chatgate.settings import Settings
+
+_SPEC = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._:-]*)@(?P<ref>[A-Za-z0-9_-]+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """What an admin names: a base model, a fine-tune name, a version number or alias."""
+
+    base: str
+    name: str
+    ref: str
+
+    @property
+    def registered(self) -> str:
+        """The MLflow registered model (finetune.py names it so)."""
+        return f"{self.base}-{self.name}"
+
+    def model_id(self, version: int) -> str:
+        return f"{self.base}:{self.name}@{version}"
+
+
+def parse_spec(spec: str, bases: list[str]) -> VersionRef:
+    """``base:name@ref`` or the registered name ``base-name@ref`` (the longest known base
+    model id that prefixes it); ``ref`` a version number or an alias (``champion``)."""
+    found = _SPEC.match(spec.strip())
+    if found is None:
+        raise _bad(spec)
+    model, ref = found["model"], found["ref"]
+    if ":" in model:
+        base, _, name = model.partition(":")
+    else:
+        prefixes = [b for b in bases if model.startswith(b + "-")]
+        if not prefixes:
+            raise _bad(spec)
+        base = max(prefixes, key=len)
+        name = model[len(base) + 1 :]
+    if not base or not _NAME.match(name):
+        raise _bad(spec)
+    return VersionRef(base, name, ref)
+
+
+def parse_model_id(model_id: str) -> VersionRef | None:
+    """The parts of a version's model id; None for any other model id."""
+    found = _SPEC.match(model_id)
+    if found is None or ":" not in found["model"] or not found["ref"].isdigit():
+        return None
+    base, _, name = found["model"].partition(":")
+    return VersionRef(base, name, found["ref"]) if base and _NAME.match(name) else None
+
+
+def _bad(spec: str) -> APIError:
+    return APIError(
+        400,
+        f"'{spec}' names no fine-tuned version: use BASE:NAME@VERSION or BASE:NAME@ALIAS"
+        " (e.g. smollm2-135m:zanthia@3, smollm2-135m:zanthia@champion)",
+        "invalid_model_version",
+        param="model",
+    )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployed version and its files (downloaded by tools/train/registry.py)."""
+
+    model_id: str
+    base: str
+    name: str
+    version: int
+    gguf: str
+    adapter_dir: str | None = None
+
+
+def deployments_file(settings: Settings) -> Path:
+    return settings.data_dir / "adapters" / "deployed.json"
+
+
+def load(settings: Settings) -> list[Deployment]:
+    path = deployments_file(settings)
+    if not path.is_file():
+        return []
+    items = json.loads(path.read_text())
+    return [Deployment(**item) for item in items if isinstance(item, dict)]
+
+
+def save(settings: Settings, deployments: list[Deployment]) -> None:
+    """Atomically (the engine's launch plan may read it at any time)."""
+    path = deployments_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps([asdict(d) for d in deployments], indent=2))
+    os.replace(staging, path)
+
+
+def with_deployment(current: list[Deployment], new: Deployment) -> list[Deployment]:
+    """The list with ``new`` replacing the same id (its place kept) or appended."""
+    ids = [d.model_id for d in current]
+    if new.model_id in ids:
+        return [new if d.model_id == new.model_id else d for d in current]
+    return [*current, new]
+
+
+def for_base(deployments: list[Deployment], base: str) -> list[Deployment]:
+    return [d for d in deployments if d.base == base]
+
+
+def lora_files(settings: Settings, base: str) -> list[Path]:
+    """The GGUF LoRAs a llama.cpp engine for ``base`` loads, in adapter-index order."""
+    return [Path(d.gguf) for d in for_base(load(settings), base)]
+
+
+def vllm_modules(settings: Settings, base: str) -> list[str]:
+    """``--lora-modules`` values (``name=path``) for a vLLM engine for ``base``."""
+    return [
+        f"{d.model_id}={d.adapter_dir}" for d in for_base(load(settings), base) if d.adapter_dir
+    ]
+
+
+def route_for(
+    engine: Literal["llamacpp", "vllm"], deployments: list[Deployment], model_id: str
+) -> AdapterRoute:
+    ids = [d.model_id for d in deployments]
+    return AdapterRoute(engine, lora_id=ids.index(model_id), lora_name=model_id)
+
+
+def register(
+    registry: ModelRegistry, profiles: dict[str, ModelProfile], deployments: list[Deployment]
+) -> list[str]:
+    """Entries for the deployed versions whose base model is served here (same endpoints,
+    the adapter selected per request); the ids registered."""
+    added: list[str] = []
+    for base_id in {d.base for d in deployments}:
+        base = registry.get(base_id)
+        profile = profiles.get(base_id)
+        if base is None or profile is None or profile.engine not in ("llamacpp", "vllm"):
+            continue
+        engine: Literal["llamacpp", "vllm"] = "vllm" if profile.engine == "vllm" else "llamacpp"
+        mine = for_base(deployments, base_id)
+        if engine == "llamacpp":
+            base.adapter = AdapterRoute(engine, lora_id=BASE_ONLY)
+        for deployment in mine:
+            registry.remove(deployment.model_id)
+            route = route_for(engine, mine, deployment.model_id)
+            registry.add(version_entry(base, deployment, route))
+            added.append(deployment.model_id)
+    return added
+
+
+def version_entry(base: ModelEntry, deployment: Deployment, route: AdapterRoute) -> ModelEntry:
+    return ModelEntry(
+        id=deployment.model_id,
+        name=f"{base.name} · {deployment.name} v{deployment.version}",
+        endpoints=base.endpoints,  # the same replicas (and their load accounting)
+        default_params=dict(base.default_params),
+        context_length=base.context_length,
+        enabled=base.enabled,
+        profile_id=base.profile_id,
+        adapter=route,
+    )
+
+
+def versions_of(registry: ModelRegistry, base_id: str) -> list[ModelEntry]:
+    """The version entries served on ``base_id``'s engines (they drain with it)."""
+    return [
+        e
+        for e in registry.all_models()
+        if e.adapter is not None
+        and e.adapter.lora_id != BASE_ONLY
+        and (ref := parse_model_id(e.id))
+        and ref.base == base_id
+    ]
