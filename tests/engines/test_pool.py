@@ -110,3 +110,17 @@ async def test_a_newcomer_is_served_before_a_flooding_users_backlog(
         assert waited == 5
     finally:
         await fake.stop()
+
+
+async def test_a_model_sharing_anothers_engines_shares_its_slots() -> None:
+    # A fine-tuned version on its base's engines (finetune/deploy.py): one set of slots.
+    base, pools, _ = pool_of(Endpoint("a", "http://a/v1", "m", capacity=1))
+    version = ModelEntry(id="m:tuned@1", name="v1", endpoints=base.endpoints, pool=base.id)
+    held = await pools.acquire(base, Ticket("user:1"))
+    waiting = asyncio.create_task(pools.acquire(version, Ticket("user:2")))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the engine's one slot is taken, whoever asked for it
+    pools.release(base.pool_id, held)
+    grant = await asyncio.wait_for(waiting, 5)
+    pools.release(version.pool_id, grant)
+    assert pools.queue(base).snapshot().busy == 0

@@ -231,7 +231,7 @@ class Upstreams:
 
     def _release(self, call: EngineCall, grant: Grant | None) -> None:
         if grant is not None and self.pools is not None:
-            self.pools.release(call.model.id, grant)
+            self.pools.release(call.model.pool_id, grant)
 
     async def _with_failover(
         self, call: EngineCall, attempt: Callable[[Endpoint], Awaitable[T]]

@@ -109,10 +109,10 @@ class EnginePools:
     def queue(self, entry: ModelEntry, capacity: int | None = None) -> AdmissionQueue:
         """The model's queue, its capacity brought up to date (``capacity``: if known)."""
         slots = self.capacity(entry) if capacity is None else capacity
-        queue = self._queues.get(entry.id)
+        queue = self._queues.get(entry.pool_id)
         if queue is None:
-            queue = AdmissionQueue(entry.id, slots, max_waiting=self._max_waiting)
-            self._queues[entry.id] = queue
+            queue = AdmissionQueue(entry.pool_id, slots, max_waiting=self._max_waiting)
+            self._queues[entry.pool_id] = queue
         else:
             # Replicas come, go and learn their slots: the pool follows (never below 1 while
             # the model has replicas, so a request can still find out what is wrong).
@@ -125,14 +125,14 @@ class EnginePools:
             self._registry.ensure_available(entry)  # a dead pool answers now, not after a wait
         queue = self.queue(entry, self.capacity(entry, usable))
         try:
-            grant = await self._admit(entry.id, queue, ticket)
+            grant = await self._admit(entry.pool_id, queue, ticket)
         except AdmissionRejected as exc:
             if self._metrics is not None:
-                self._metrics.queue_rejections.labels(entry.id, exc.reason).inc()
+                self._metrics.queue_rejections.labels(entry.pool_id, exc.reason).inc()
             raise _busy(entry, exc) from exc
         finally:
-            self._observe(entry.id, queue)
-        gauges = self._gauges.get(entry.id)
+            self._observe(entry.pool_id, queue)
+        gauges = self._gauges.get(entry.pool_id)
         if gauges is not None:
             gauges.wait[grant.priority].observe(grant.waited)
         return grant

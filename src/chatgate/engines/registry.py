@@ -70,6 +70,13 @@ class ModelEntry:
     task: Task = "generate"
     # A fine-tuned version on its base model's engines (shared endpoints); None: the model.
     adapter: AdapterRoute | None = None
+    # The admission pool it waits in when it shares another model's engines (a version:
+    # its base's id), so the engines' slots are counted once; None: its own.
+    pool: str | None = None
+
+    @property
+    def pool_id(self) -> str:
+        return self.pool or self.id
 
     def engine_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The request as one replica receives it (``model``: its engine name), with the

@@ -182,6 +182,7 @@ def version_entry(base: ModelEntry, deployment: Deployment, route: AdapterRoute)
         enabled=base.enabled,
         profile_id=base.profile_id,
         adapter=route,
+        pool=base.pool_id,  # the base's slots, not a second set of them
     )
 
 
