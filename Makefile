@@ -179,6 +179,8 @@ bench: install
 	$(BIN)/python bench/run_suite.py
 	@# web chat through nginx to 1 and 3 replicas, and the Redis bus's TTFT cost (bench/fleet.py)
 	$(BIN)/python bench/fleet.py
+	@# one full MLOps cycle: chats -> dataset -> LoRA job -> gate -> deploy -> rollback (bench/mlops_cycle.py, ~10+ min)
+	$(BIN)/python bench/mlops_cycle.py
 
 doctor: install
 	$(BIN)/chatgate doctor

@@ -520,6 +520,29 @@ try {
     await shot(page, 'admin-hardware')
   })
 
+  await step('admin: fine-tuning page shows the form and jobs; an impossible job is refused with a message', async () => {
+    await page.getByRole('link', { name: 'Fine-tuning' }).click()
+    await page.getByRole('heading', { name: 'Fine-tuning', level: 1 }).waitFor()
+    const form = page.getByRole('form', { name: 'Start a LoRA job' })
+    await form.waitFor()
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor()
+    const listed = await api(page, 'GET', '/api/admin/finetune/jobs')
+    assert(listed.status === 200, `jobs answered ${listed.status}`)
+    // A dataset that does not exist: the API refuses (400) before any training starts.
+    await form.getByLabel('Dataset').fill('no-such-dataset-e2e')
+    await form.getByLabel('Max steps').fill('1')
+    await form.getByRole('button', { name: 'Start job' }).click()
+    const error = page.getByTestId('finetune-error')
+    await error.waitFor()
+    const text = (await error.textContent()) ?? ''
+    assert(/no-such-dataset-e2e/.test(text), `no refusal shown: ${text}`)
+    const after = await api(page, 'GET', '/api/admin/finetune/jobs')
+    assert(after.json.jobs.length === listed.json.jobs.length, 'a job was started')
+    await page.getByRole('heading', { name: 'A/B split' }).waitFor()
+    await axe(page, 'admin-finetune')
+    await shot(page, 'admin-finetune')
+  })
+
   await step('keyboard: options dialog opens, traps focus and closes with Escape', async () => {
     await page.getByRole('button', { name: 'New chat' }).click()
     await page.getByRole('button', { name: 'Chat options' }).focus()

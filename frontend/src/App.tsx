@@ -15,6 +15,7 @@ import { AdminUsersPage } from './pages/AdminUsersPage'
 import { UsagePage } from './pages/UsagePage'
 import { AdminModelsPage } from './pages/AdminModelsPage'
 import { AdminHardwarePage } from './pages/AdminHardwarePage'
+import { AdminFinetunePage } from './pages/AdminFinetunePage'
 
 function Shell() {
   const route = useRouter((s) => s.route)
@@ -59,6 +60,9 @@ function Shell() {
       break
     case 'adminHardware':
       page = <AdminHardwarePage />
+      break
+    case 'adminFinetune':
+      page = <AdminFinetunePage />
       break
     case 'chat':
       page = <ChatPage conversationId={route.conversationId} />

@@ -31,9 +31,20 @@ import type {
   FeedbackSummary,
   Rating,
   TrainingConsent,
+  Deployment,
+  FinetuneJob,
+  FinetuneJobDetail,
+  FinetuneRequest,
+  GateVerdict,
+  ModelSplit,
+  Promotion,
 } from './types'
 
 export { ApiError } from './client'
+
+function versionPath(name: string, version: string, action: 'evaluate' | 'promote'): string {
+  return `/api/admin/finetune/versions/${encodeURIComponent(name)}/${encodeURIComponent(version)}/${action}`
+}
 
 function feedbackPath(conversationId: string, messageId: number): string {
   return `/api/conversations/${encodeURIComponent(conversationId)}/messages/${messageId}/feedback`
@@ -169,6 +180,22 @@ export const api = {
     if (!response.ok) throw await errorFrom(response)
     return response.blob()
   },
+
+  finetuneJobs: async () => (await request<{ jobs: FinetuneJob[] }>('GET', '/api/admin/finetune/jobs')).jobs,
+  finetuneJob: (id: string) => request<FinetuneJobDetail>('GET', `/api/admin/finetune/jobs/${encodeURIComponent(id)}`),
+  startFinetune: (body: FinetuneRequest) => request<FinetuneJobDetail>('POST', '/api/admin/finetune/jobs', body),
+  cancelFinetune: (id: string) => request<FinetuneJobDetail>('POST', `/api/admin/finetune/jobs/${encodeURIComponent(id)}/cancel`),
+  /** Runs the evaluation gate of a registered version (minutes on a CPU). */
+  evaluateVersion: (name: string, version: string) => request<GateVerdict>('POST', versionPath(name, version, 'evaluate'), {}),
+  promoteVersion: (name: string, version: string, force = false) =>
+    request<Promotion>('POST', versionPath(name, version, 'promote'), { force }),
+  /** Serves NAME@VERSION (or BASE:NAME@VERSION) as a model; returns once it answers. */
+  deployModel: (model: string) => request<Deployment>('POST', '/api/admin/models/deploy', { model }),
+  rollbackModel: (name: string) => request<Deployment>('POST', '/api/admin/models/rollback', { name }),
+  deployments: async () => (await request<{ deployments: Deployment[] }>('GET', '/api/admin/models/deployments')).deployments,
+  splits: async () => (await request<{ splits: ModelSplit[] }>('GET', '/api/admin/models/splits')).splits,
+  setSplit: async (base: string, to: string, percent: number) =>
+    (await request<{ splits: ModelSplit[] }>('POST', '/api/admin/models/splits', { base, to, percent })).splits,
 
   async usageCsv(query: UsageQuery = {}): Promise<Blob> {
     const response = await authFetch(withQuery('/api/usage.csv', { ...query }))

@@ -419,3 +419,90 @@ export interface Dataset {
   models: Record<string, number>
   files: Record<string, string>
 }
+
+export type FinetuneStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted'
+
+/** POST /api/admin/finetune/jobs: `dataset` is an export's version or a JSONL path on the server. */
+export interface FinetuneRequest {
+  dataset: string
+  base?: string
+  epochs?: number
+  lr?: number
+  rank?: number
+  max_steps?: number | null
+  batch_size?: number
+  name?: string | null
+}
+
+export interface FinetuneJob {
+  id: string
+  status: FinetuneStatus
+  base: string
+  dataset: string
+  params: Record<string, unknown>
+  owner: string | null
+  step: number
+  total_steps: number | null
+  epoch: number | null
+  loss: number | null
+  learning_rate: number | null
+  tokens_per_second: number | null
+  cancel_requested: boolean
+  dataset_sha256: string | null
+  mlflow_run_id: string | null
+  model_name: string | null
+  model_version: string | null
+  gguf_lora: string | null
+  error: string | null
+  created_at: string
+  heartbeat_at: string | null
+  finished_at: string | null
+}
+
+export interface CurvePoint {
+  step: number
+  loss: number
+}
+
+export interface FinetuneJobDetail extends FinetuneJob {
+  curve: CurvePoint[]
+  log_file: string
+}
+
+/** The evaluation gate's verdict: scores[split][base|candidate][metric]. */
+export interface GateVerdict {
+  model: string
+  version: string
+  gate: 'passed' | 'failed'
+  reasons: string[]
+  scores: Record<string, Record<string, Record<string, number>>>
+  leaks: Record<string, unknown>[]
+  tolerance: Record<string, number>
+  run_id: string
+  evaluation_run_id: string
+}
+
+export interface Promotion {
+  model: string
+  version: string
+  gate: string
+  promoted: boolean
+  forced: boolean
+  previous_champion: string | null
+}
+
+export interface Deployment {
+  model_id: string
+  base: string
+  name: string
+  version: number
+  gguf: string
+  adapter_dir?: string | null
+}
+
+export interface ModelSplit {
+  base: string
+  to: string
+  percent: number
+  rates: ModelRates[]
+}

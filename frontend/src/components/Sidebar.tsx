@@ -14,6 +14,7 @@ import {
   BarChart3,
   Boxes,
   Cpu,
+  FlaskConical,
   X,
 } from 'lucide-react'
 import { api, type Conversation } from '../api'
@@ -311,6 +312,7 @@ export function Sidebar() {
               <NavLink href="/admin/users" icon={<Users className="size-4" aria-hidden />} label={t('nav.adminUsers')} />
               <NavLink href="/admin/models" icon={<Boxes className="size-4" aria-hidden />} label={t('nav.adminModels')} />
               <NavLink href="/admin/hardware" icon={<Cpu className="size-4" aria-hidden />} label={t('nav.adminHardware')} />
+              <NavLink href="/admin/finetune" icon={<FlaskConical className="size-4" aria-hidden />} label={t('nav.adminFinetune')} />
             </>
           )}
         </nav>

@@ -7,6 +7,7 @@ export type Route =
   | { name: 'adminUsage' }
   | { name: 'adminModels' }
   | { name: 'adminHardware' }
+  | { name: 'adminFinetune' }
   | { name: 'login' }
 
 export function parseRoute(pathname: string): Route {
@@ -26,6 +27,8 @@ export function parseRoute(pathname: string): Route {
       return { name: 'adminModels' }
     case '/admin/hardware':
       return { name: 'adminHardware' }
+    case '/admin/finetune':
+      return { name: 'adminFinetune' }
     case '/login':
       return { name: 'login' }
     default:
