@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from chatgate.anthropic_api import translate
@@ -23,15 +21,13 @@ from chatgate.anthropic_api.stream import MessageTranslator, encode, error_event
 from chatgate.anthropic_api.tokens import count_tokens
 from chatgate.auth.identity import Identity
 from chatgate.deps import identify
-from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.client import EngineError
 from chatgate.engines.failover import Upstream
 from chatgate.engines.pool import Ticket
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
-from chatgate.openai_api import service
+from chatgate.openai_api import asgi, service
 from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch, read_body
-from chatgate.openai_api.service import record, record_nowait  # one accounting path
-from chatgate.shutdown import SHUTTING_DOWN
 from chatgate.state import AppState
 
 ROUTE = "v1.messages"
@@ -78,7 +74,7 @@ class CountTokensEndpoint:
         try:
             raw = await read_body(receive)
             scope["state"]["identity"] = await _identify(scope, state)
-            request = parse(CountTokensRequest, _json(raw))
+            request = parse(CountTokensRequest, asgi.json_body(raw))
             model = state.registry.resolve(request.model)
             tools = translate.tool_fields(request).get("tools")
             messages = translate.to_chat_messages(request)
@@ -102,7 +98,7 @@ async def _admit(
     identity = await _identify(scope, state)
     scope["state"]["identity"] = identity
     request_id: str = scope["state"]["request_id"]
-    body = _json(raw)
+    body = asgi.json_body(raw)
     try:
         request = parse(MessagesRequest, body)
         # The chat route's plan: model resolution, availability, engine call, estimate.
@@ -122,8 +118,8 @@ async def _admit(
 async def _identify(scope: Scope, state: AppState) -> Identity:
     """An API key from ``x-api-key`` (what the Anthropic SDKs send) or ``Authorization:
     Bearer`` (their ``auth_token``, and every other chatgate client)."""
-    key = header(scope, b"x-api-key")
-    authorization = f"Bearer {key}" if key else header(scope, b"authorization")
+    key = asgi.header(scope, b"x-api-key")
+    authorization = f"Bearer {key}" if key else asgi.header(scope, b"authorization")
     client = scope.get("client")
     return await identify(
         state, authorization, scope["path"], scope["method"], client[0] if client else ""
@@ -174,66 +170,16 @@ async def _send_message(translator: MessageTranslator, send: Send) -> None:
 async def _events(
     call: service.RelayCall, translator: MessageTranslator, upstream: Upstream
 ) -> AsyncGenerator[bytes, None]:
-    """The events of one answer; the usage row is handed to the writer before the last
-    events, so a client that leaves at any point cannot make it go missing (as
-    ``service.relay_stream`` does for chat completions). Nothing is retried from here on:
-    the client may have content. The outcome is left on the translator."""
-    stats = translator.stats
-    finished = False
+    """The events of one answer (``asgi.translated``: the usage row is handed to the writer
+    before the last events). The outcome is left on the translator."""
     yield encode(translator.start())
-    try:
-        async for batch in upstream.batches():
-            events = []
-            for line in batch:
-                chunk = parse_data_line(line) if line != DONE_LINE else None
-                if chunk is not None:
-                    events += translator.feed(chunk)
-            if events:
-                yield encode(events)
-        if stats.finish_reason is None:
-            translator.outcome = APIError(
-                502, "The engine ended the stream unexpectedly", "engine_disconnected"
-            )
-    except EngineError as exc:  # ServerShuttingDown too: cut short at the drain deadline
-        translator.outcome = APIError(exc.status_code, exc.message, exc.code)
-    except Exception as exc:
-        record_nowait(call, service.row(call, stats, "error", 500, f"internal error ({exc!r})"))
-        raise
-    else:
-        finished = True
-    finally:
-        if not finished and translator.outcome is None:  # the client left: queue the row
-            service.record_cancelled(call, stats)
-    row = service.row(call, stats, *_status(translator.outcome))
-    await record(call, row)
-    translator.usage = (row.prompt_tokens, row.completion_tokens)
+    async with aclosing(asgi.translated(call, translator, upstream)) as batches:
+        async for events in batches:
+            yield encode(events)
     if translator.outcome is not None:
         yield encode([error_event(translator.outcome.status_code, translator.outcome.message)])
     else:
         yield encode(translator.finish(*translator.usage))
-
-
-def _status(failure: APIError | None) -> tuple[str, int, str | None]:
-    """(status, status code, error) of the usage row."""
-    if failure is None:
-        return "ok", 200, None
-    status = "interrupted" if failure.code == SHUTTING_DOWN else "error"
-    return status, failure.status_code, failure.message
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        message = f"The request body is not valid JSON ({exc})"
-        raise APIError(400, message, "invalid_request") from exc
-
-
-def header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
 
 
 async def send_error(send: Send, exc: APIError) -> None:

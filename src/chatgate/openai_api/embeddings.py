@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
@@ -32,7 +31,8 @@ from chatgate.engines.stream import StreamStats
 from chatgate.engines.tokenize import count_text, within_limit
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
-from chatgate.openai_api import service
+from chatgate.openai_api import asgi, service
+from chatgate.openai_api.asgi import send_error
 from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch, read_body
 from chatgate.openai_api.embeddings_request import (
     EmbeddingsRequest,
@@ -82,7 +82,7 @@ async def _admit(
     client = scope.get("client")
     identity = await identify(
         state,
-        _header(scope, b"authorization"),
+        asgi.header(scope, b"authorization"),
         scope["path"],
         scope["method"],
         client[0] if client else "",
@@ -91,7 +91,7 @@ async def _admit(
     request_id: str = scope["state"]["request_id"]
     body: Any = None
     try:
-        body = _json(raw)
+        body = asgi.json_body(raw)
         request = parse_request(body, state.settings.max_prompt_chars)
         model = state.registry.resolve_embeddings(request.model)
         state.registry.ensure_available(model)  # refused before any limit is charged
@@ -157,23 +157,3 @@ async def _answer(call: service.RelayCall, request: EmbeddingsRequest, send: Sen
     await service.record(call, service.row(call, stats, "ok", 200))
     body = response(call.model.id, found, request.encoding_format, stats.prompt_tokens)
     await send_json(send, 200, body, [])
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        message = f"The request body is not valid JSON ({exc})"
-        raise APIError(400, message, "invalid_request") from exc
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
-
-
-async def send_error(send: Send, exc: APIError) -> None:
-    headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-    await send_json(send, exc.status_code, exc.body(), headers)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
@@ -21,7 +20,8 @@ from chatgate.engines.pool import Ticket
 from chatgate.engines.stream import StreamStats
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
-from chatgate.openai_api import service
+from chatgate.openai_api import asgi, service
+from chatgate.openai_api.asgi import send_error
 from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch, read_body
 from chatgate.state import AppState
 
@@ -45,7 +45,7 @@ class RelayEndpoint:
             raw = await read_body(receive)
             call = await self._admit(scope, state, raw)
         except APIError as exc:
-            await _send_error(send, exc)
+            await send_error(send, exc)
             return
         except ClientGone:
             return  # left while sending the body: nobody to answer, nothing was started
@@ -67,19 +67,14 @@ class RelayEndpoint:
         request_state = scope["state"]
         identity = await identify(
             state,
-            _header(scope, b"authorization"),
+            asgi.header(scope, b"authorization"),
             scope["path"],
             scope["method"],
             scope["client"][0] if scope.get("client") else "",
         )
         request_state["identity"] = identity
         request_id: str = request_state["request_id"]
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(
-                400, f"The request body is not valid JSON ({exc})", "invalid_request"
-            ) from exc
+        body: Any = asgi.json_body(raw)
         try:
             payload = service.validate_body(body, self.route, state)
             call = service.plan(state, identity, request_id, self.route, payload)
@@ -100,7 +95,7 @@ async def _complete(call: service.RelayCall, send: Send) -> None:
     try:
         data = await service.complete(call)
     except APIError as exc:
-        await _send_error(send, exc)
+        await send_error(send, exc)
         return
     await send_json(send, 200, data, [])
 
@@ -126,19 +121,7 @@ async def _stream(call: service.RelayCall, send: Send) -> None:
     except (EngineError, APIError) as exc:
         if started:
             raise  # the relay turned engine errors into events: this is a bug, let it show
-        await _send_error(send, await service.refused(call, stats, exc))
+        await send_error(send, await service.refused(call, stats, exc))
     except asyncio.CancelledError:  # the client left (or the server is stopping)
         service.record_cancelled(call, stats)
         raise
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
-
-
-async def _send_error(send: Send, exc: APIError) -> None:
-    headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-    await send_json(send, exc.status_code, exc.body(), headers)

@@ -16,25 +16,23 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Receive, Scope, Send
 
 from chatgate.auth.identity import Identity
 from chatgate.deps import identify
-from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.client import EngineError
 from chatgate.engines.failover import Upstream
 from chatgate.engines.pool import Ticket
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
-from chatgate.openai_api import service
+from chatgate.openai_api import asgi, service
+from chatgate.openai_api.asgi import send_error
 from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch, read_body
-from chatgate.openai_api.service import record, record_nowait  # one accounting path
 from chatgate.responses_api import translate
 from chatgate.responses_api.schemas import ResponsesRequest, parse
 from chatgate.responses_api.store import ResponseStore, not_found
 from chatgate.responses_api.stream import ResponseTranslator, encode
-from chatgate.shutdown import SHUTTING_DOWN
 from chatgate.state import AppState
 from chatgate.usage.record import UsageRecord
 
@@ -129,7 +127,7 @@ async def _admit(scope: Scope, state: AppState, raw: bytes) -> Exchange:
     identity = await _identify(scope, state)
     scope["state"]["identity"] = identity
     request_id: str = scope["state"]["request_id"]
-    body = _json(raw)
+    body = asgi.json_body(raw)
     store = store_of(scope)
     try:
         request = parse(ResponsesRequest, body)
@@ -187,7 +185,7 @@ def _checked(chat: dict[str, Any], state: AppState) -> dict[str, Any]:
 async def _identify(scope: Scope, state: AppState) -> Identity:
     client = scope.get("client")
     return await identify(
-        state, _header(scope, b"authorization"), scope["path"], scope["method"],
+        state, asgi.header(scope, b"authorization"), scope["path"], scope["method"],
         client[0] if client else "",
     )  # fmt: skip
 
@@ -226,40 +224,14 @@ async def _answer(exchange: Exchange, send: Send) -> None:
 
 
 async def _events(exchange: Exchange, upstream: Upstream) -> AsyncGenerator[bytes, None]:
-    """The events of one answer; the usage row is handed to the writer (and the response
-    stored) before the last event, so a client that leaves at any point cannot make the
-    row go missing, and a follow-up sent right after the last event finds its previous
-    response. Nothing is retried from here on: the client may have content."""
+    """The events of one answer (``asgi.translated``: the usage row is handed to the writer
+    before the last event); the response is stored before the last event too, so a
+    follow-up sent right after it finds its previous response."""
     call, translator = exchange.call, exchange.translator
-    stats = translator.stats
-    finished = False
     yield encode(translator.start())
-    try:
-        async for batch in upstream.batches():
-            events = []
-            for line in batch:
-                chunk = parse_data_line(line) if line != DONE_LINE else None
-                if chunk is not None:
-                    events += translator.feed(chunk)
-            if events:
-                yield encode(events)
-        if stats.finish_reason is None:
-            translator.outcome = APIError(
-                502, "The engine ended the stream unexpectedly", "engine_disconnected"
-            )
-    except EngineError as exc:  # ServerShuttingDown too: cut short at the drain deadline
-        translator.outcome = APIError(exc.status_code, exc.message, exc.code)
-    except Exception as exc:
-        record_nowait(call, service.row(call, stats, "error", 500, f"internal error ({exc!r})"))
-        raise
-    else:
-        finished = True
-    finally:
-        if not finished and translator.outcome is None:  # the client left: queue the row
-            service.record_cancelled(call, stats)
-    row = service.row(call, stats, *_status(translator.outcome))
-    await record(call, row)
-    translator.usage = (row.prompt_tokens, row.completion_tokens)
+    async with aclosing(asgi.translated(call, translator, upstream)) as batches:
+        async for events in batches:
+            yield encode(events)
     if translator.outcome is not None:
         yield encode(translator.failed(translator.outcome))
         return
@@ -279,32 +251,3 @@ async def _store(exchange: Exchange) -> None:
         await exchange.store.save(user_id, exchange.translator.result, exchange.context)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("response %s not stored: %r", exchange.translator.id, exc)
-
-
-def _status(failure: APIError | None) -> tuple[str, int, str | None]:
-    """(status, status code, error) of the usage row."""
-    if failure is None:
-        return "ok", 200, None
-    status = "interrupted" if failure.code == SHUTTING_DOWN else "error"
-    return status, failure.status_code, failure.message
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        message = f"The request body is not valid JSON ({exc})"
-        raise APIError(400, message, "invalid_request") from exc
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
-
-
-async def send_error(send: Send, exc: APIError) -> None:
-    """OpenAI's error shape (the gateway's own), with its headers (Retry-After, limits)."""
-    headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-    await send_json(send, exc.status_code, exc.body(), headers)
