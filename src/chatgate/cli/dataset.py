@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from chatgate.cli import bootstrap
+from chatgate.cli.usage import timestamp
 from chatgate.datasets import service, store
 from chatgate.datasets.filters import RATINGS, DatasetFilter, RatingFilter
 from chatgate.db.session import make_engine, make_sessionmaker
@@ -24,16 +24,6 @@ dataset_app = typer.Typer(help="Training datasets from rated conversations", no_
 @dataset_app.callback()
 def dataset() -> None:
     """Training datasets: rated answers, scrubbed, deduplicated, split, versioned by hash."""
-
-
-def _timestamp(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError as exc:
-        message = f"not an ISO 8601 date or time: {value!r}"
-        raise typer.BadParameter(message, param_hint=option) from exc
 
 
 async def _export(settings: Settings, flt: DatasetFilter) -> dict[str, Any]:
@@ -80,8 +70,8 @@ def export(
         flt = DatasetFilter(
             rating=chosen,
             model=model,
-            since=_timestamp(since, "--since"),
-            until=_timestamp(until, "--until"),
+            since=timestamp(since, "--since"),
+            until=timestamp(until, "--until"),
             usernames=tuple(sorted(set(user or []))),
             min_chars=min_chars,
             holdout=holdout,

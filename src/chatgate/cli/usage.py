@@ -30,10 +30,12 @@ usage_app = typer.Typer(help="Usage accounting", no_args_is_help=True)
 def usage() -> None:
     """Usage accounting: one row per chat and /v1 request."""
 
+
 Format = Literal["csv", "jsonl"]
 
 
-def _timestamp(value: str | None, option: str) -> datetime | None:
+def timestamp(value: str | None, option: str) -> datetime | None:
+    """A CLI option's ISO 8601 date or time (shared by the commands that filter by time)."""
     if value is None:
         return None
     try:
@@ -123,8 +125,8 @@ def export(
             model=model,
             status=status,
             route=route,
-            since=_timestamp(since, "--since"),
-            until=_timestamp(until, "--until"),
+            since=timestamp(since, "--since"),
+            until=timestamp(until, "--until"),
         )
         bootstrap.ensure_data_dir(settings)
         bootstrap.run_migrations(settings)
