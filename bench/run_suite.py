@@ -278,13 +278,13 @@ def _engine_targets(engine: str, chatgate: str, key: str) -> list[Target]:
 
 def part_c(chatgate: str, model: str, keys: tuple[str, str]) -> NoisyConfig:
     """Noisy neighbour through chatgate: A floods with 16 streams of 200 tokens (at least 3x
-    the engine's parallel slots, so requests queue), B sends 10 short requests one at a
-    time. BENCH_QUICK: 4 streams of 48 tokens, 3 B requests."""
+    the engine's parallel slots, so requests queue) for 60 s, B sends 10 short requests one
+    at a time. BENCH_QUICK: 4 streams of 48 tokens, 3 B requests, 10 s."""
     baseline = Path(NOISY_BASELINE) if NOISY_BASELINE else None
-    config = NoisyConfig(chatgate + "/v1", *keys, model=model, baseline=baseline)
+    config = NoisyConfig(chatgate + "/v1", *keys, model=model, baseline=baseline, flood_s=60.0)
     if QUICK:
         config.a_streams, config.a_max_tokens, config.b_requests = 4, 48, 3
-        config.duration_s = 120.0
+        config.duration_s, config.flood_s = 120.0, 10.0
     return config
 
 

@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/react'
-import type { FinetuneJob, FinetuneJobDetail, GateVerdict } from '../src/api/types'
+import type { Deployment, FinetuneJob, FinetuneJobDetail, GateVerdict, RegisteredModel, RegisteredVersion, VersionEvaluation } from '../src/api/types'
 import { AdminFinetunePage } from '../src/pages/AdminFinetunePage'
 import { LossChart, curvePoints, CHART_HEIGHT, CHART_WIDTH } from '../src/components/admin/finetune/LossChart'
 import { EMPTY_JOB, jobRequest } from '../src/components/admin/finetune/JobForm'
 import { parseVersionRef } from '../src/components/admin/finetune/VersionPanel'
+import { scorePair } from '../src/components/admin/finetune/EvalScores'
 import { jobProgress, versionRef } from '../src/components/admin/finetune/status'
 import { useAuth } from '../src/stores/auth'
 import { useUi } from '../src/stores/ui'
@@ -64,6 +65,62 @@ function verdict(gate: 'passed' | 'failed'): GateVerdict {
   }
 }
 
+const scores = (keyword: number, perplexity: number) => ({
+  heldout_exact: null,
+  heldout_keyword: keyword,
+  heldout_perplexity: perplexity,
+  regression_exact: null,
+  regression_keyword: null,
+  regression_perplexity: null,
+})
+
+const evaluation = (overrides: Partial<VersionEvaluation> = {}): VersionEvaluation => ({
+  model: 'smollm2-135m:zanthia@2',
+  gate: 'failed',
+  passed: false,
+  reasons: ['regression: keyword score 0.500 vs base 0.600'],
+  base: scores(0.2, 12.5),
+  candidate: scores(0.8, 3.25),
+  leaks: 1,
+  evaluated_at: '2026-12-07T09:05:00Z',
+  evaluation_run_id: 'e2',
+  tolerance: { keyword: 0.05, perplexity: 0.05 },
+  ...overrides,
+})
+
+const version = (number: number, overrides: Partial<RegisteredVersion> = {}): RegisteredVersion => ({
+  version: number,
+  ref: `smollm2-135m-zanthia@${number}`,
+  model_id: `smollm2-135m:zanthia@${number}`,
+  aliases: [],
+  run_id: `run-${number}`,
+  created_at: '2026-12-07T09:00:00Z',
+  dataset_sha256: null,
+  dataset: null,
+  deployable: true,
+  promoted_at: null,
+  forced_by: null,
+  evaluation: null,
+  ...overrides,
+})
+
+const zanthia: RegisteredModel = {
+  name: 'smollm2-135m-zanthia',
+  base: 'smollm2-135m',
+  fine_tune: 'zanthia',
+  model: 'smollm2-135m:zanthia',
+  description: null,
+  versions: [version(2, { aliases: ['challenger', 'champion'], forced_by: 'ann', evaluation: evaluation() }), version(1, { aliases: ['previous_champion'] })],
+}
+
+const deployment = (modelId: string): Deployment => ({ model_id: modelId, base: 'smollm2-135m', name: 'zanthia', version: 1, gguf: '/x.gguf' })
+
+/** The button once the action before it has finished (one action at a time). */
+async function enabled(button: HTMLElement): Promise<HTMLElement> {
+  await waitFor(() => expect((button as HTMLButtonElement).disabled).toBe(false))
+  return button
+}
+
 const splitRates = (model: string, up_rate: number | null) => ({ model, answers: 10, rated: 4, up: 3, down: 1, corrected: 0, up_rate, down_rate: 0.25, rated_share: 0.4 })
 
 /** Routes every call the page makes on open; `extra` adds or overrides routes. */
@@ -73,6 +130,7 @@ function page(extra: Parameters<typeof mockFetch>[0] = {}) {
     'GET /api/admin/datasets': () => json({ datasets: [] }),
     'GET /api/admin/models/splits': () => json({ splits: [] }),
     'GET /api/admin/models/deployments': () => json({ deployments: [] }),
+    'GET /api/admin/models/versions': () => json({ models: [] }),
     ...extra,
   })
 }
@@ -259,5 +317,97 @@ describe('AdminFinetunePage', () => {
     expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ base: 'smollm2-135m', to: 'smollm2-135m:zanthia@1', percent: 25 })
     const cells = [...row.querySelectorAll('td')].map((td) => td.textContent)
     expect(cells).toEqual(['50 %4 rated of 10, down 25 %', '75 %4 rated of 10, down 25 %'])
+  })
+
+  it('lists the registered versions with aliases, verdicts and scores, and acts on each', async () => {
+    let listed = 0
+    const { calls } = page({
+      'GET /api/admin/models/versions': () => {
+        listed += 1
+        return json({ models: [zanthia] })
+      },
+      'POST /api/admin/finetune/versions/smollm2-135m-zanthia/1/evaluate': () => json(verdict('passed')),
+      'POST /api/admin/finetune/versions/smollm2-135m-zanthia/2/promote': () =>
+        json({ model: 'smollm2-135m-zanthia', version: '2', gate: 'failed', promoted: true, forced: true, previous_champion: '1' }),
+      'POST /api/admin/models/deploy': () => json(deployment('smollm2-135m:zanthia@2')),
+      'POST /api/admin/models/rollback': () =>
+        json({ model_id: 'smollm2-135m', base: 'smollm2-135m', name: 'zanthia', version: null, undeployed: ['smollm2-135m:zanthia@2'] }),
+    })
+    render(<AdminFinetunePage />)
+    const table = await screen.findByTestId('registered-versions')
+    const newest = (await within(table).findByText('challenger')).closest('tr') as HTMLElement
+    expect(newest.getAttribute('data-version')).toBe('smollm2-135m-zanthia@2')
+    expect(within(newest).getByText('champion')).toBeTruthy()
+    expect(within(newest).getByTestId('version-gate').textContent).toBe('Gate failed (forced)')
+    expect(within(newest).getByText('1 leak(s)')).toBeTruthy()
+    expect(within(newest).getByText('held-out: keyword 0.80 (0.20), perplexity 3.25 (12.50)')).toBeTruthy()
+    expect(within(newest).getByText('regression: keyword score 0.500 vs base 0.600')).toBeTruthy()
+    const oldest = table.querySelector('[data-version="smollm2-135m-zanthia@1"]') as HTMLElement
+    expect(within(oldest).getByTestId('version-gate').textContent).toBe('Not evaluated')
+    expect(within(table).getByRole('region', { name: 'Versions of smollm2-135m:zanthia' })).toBeTruthy()
+
+    // evaluating reloads the list (the server dropped its cached copy)
+    fireEvent.click(within(oldest).getByRole('button', { name: 'Evaluate smollm2-135m-zanthia@1' }))
+    await waitFor(() => expect(listed).toBe(2))
+    // the gate failed here: the force confirm comes before any promotion call
+    fireEvent.click(await enabled(within(newest).getByRole('button', { name: 'Promote smollm2-135m-zanthia@2' })))
+    const dialog = await screen.findByRole('dialog')
+    expect(calls.some((c) => c.url.endsWith('/promote'))).toBe(false)
+    fireEvent.click(within(dialog).getByRole('button', { name: 'Force promote' }))
+    await waitFor(() => expect(useUi.getState().toast?.text).toBe('smollm2-135m-zanthia@2 is now the champion'))
+    expect(calls.find((c) => c.url.endsWith('/promote'))?.body).toEqual({ force: true })
+
+    fireEvent.click(await enabled(within(newest).getByRole('button', { name: 'Deploy smollm2-135m:zanthia@2' })))
+    await waitFor(() => expect(useUi.getState().toast?.text).toBe('smollm2-135m:zanthia@2 is deployed'))
+    expect(calls.find((c) => c.url === '/api/admin/models/deploy')?.body).toEqual({ model: 'smollm2-135m:zanthia@2' })
+
+    fireEvent.click(await enabled(within(table).getByRole('button', { name: 'Roll back to base smollm2-135m:zanthia' })))
+    await waitFor(() => expect(useUi.getState().toast?.text).toBe('smollm2-135m:zanthia is back on its base model'))
+    expect(calls.find((c) => c.url === '/api/admin/models/rollback')?.body).toEqual({ name: 'smollm2-135m:zanthia', to_base: true })
+  })
+
+  it('says why the versions cannot be listed', async () => {
+    page({ 'GET /api/admin/models/versions': () => apiError(503, 'training_unavailable', 'fine-tuning is not installed here') })
+    render(<AdminFinetunePage />)
+    expect((await screen.findByTestId('versions-error')).textContent).toBe('fine-tuning is not installed here')
+    expect(screen.queryByTestId('no-versions')).toBeNull()
+  })
+
+  it('lists the deployments and undeploys one', async () => {
+    const id = 'smollm2-135m:zanthia@1'
+    const { calls } = page({
+      'GET /api/admin/models/deployments': [() => json({ deployments: [deployment(id)] }), () => json({ deployments: [] })],
+      [`DELETE /api/admin/models/deployments/${encodeURIComponent(id)}`]: () => json({ deployments: [] }),
+    })
+    render(<AdminFinetunePage />)
+    const row = (await screen.findByText(id, { selector: '[data-deployment] code' })).closest('li') as HTMLElement
+    fireEvent.click(within(row).getByRole('button', { name: `Undeploy ${id}` }))
+    await waitFor(() => expect(useUi.getState().toast?.text).toBe(`${id} is no longer served`))
+    await screen.findByTestId('no-deployments')
+    expect(calls.filter((c) => c.method === 'DELETE')).toHaveLength(1)
+    // the splits are read again: one to the undeployed version has ended
+    expect(calls.filter((c) => c.url === '/api/admin/models/splits')).toHaveLength(2)
+  })
+
+  it('shows the gate’s scores beside the feedback rates of a split', async () => {
+    const split = {
+      base: 'smollm2-135m',
+      to: 'smollm2-135m:zanthia@2',
+      percent: 25,
+      rates: [splitRates('smollm2-135m', 0.5), splitRates('smollm2-135m:zanthia@2', 0.75)],
+      evaluation: evaluation(),
+    }
+    page({ 'GET /api/admin/models/splits': () => json({ splits: [split] }) })
+    render(<AdminFinetunePage />)
+    const row = (await screen.findByText('smollm2-135m → smollm2-135m:zanthia@2 (25 %)')).closest('tr') as HTMLElement
+    const [base, challenger] = [...row.querySelectorAll<HTMLElement>('td')]
+    if (!base || !challenger) throw new Error('a split row has a base and a challenger cell')
+    expect(base.textContent).toContain('50 %')
+    expect(within(base).getByRole('list', { name: 'Evaluation scores' }).textContent).toBe('held-out: keyword 0.20, perplexity 12.50')
+    expect(within(base).queryByTestId('version-gate')).toBeNull()
+    expect(within(challenger).getByRole('list', { name: 'Evaluation scores' }).textContent).toBe('held-out: keyword 0.80, perplexity 3.25')
+    expect(within(challenger).getByTestId('version-gate').textContent).toBe('Gate failed')
+    expect(scorePair(0.5, null)).toBe('0.50')
+    expect(scorePair(null, 0.5)).toBe('–')
   })
 })

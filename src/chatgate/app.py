@@ -47,15 +47,19 @@ from chatgate.engines.router import router as models_router
 from chatgate.engines.supervisor import EngineSupervisor
 from chatgate.errors import APIError, install_error_handlers
 from chatgate.feedback.router import router as feedback_router
-from chatgate.finetune import deploy
 from chatgate.finetune.deploy_router import router as deploy_router
+from chatgate.finetune.deployments import Deployer
+from chatgate.finetune.desired import DbDesired
 from chatgate.finetune.gate_router import router as finetune_gate_router
-from chatgate.finetune.rollout import Rollout
+from chatgate.finetune.reconcile import EVENT_KIND as DEPLOYMENTS_EVENT
+from chatgate.finetune.reconcile import Reconciler
 from chatgate.finetune.router import router as finetune_router
+from chatgate.finetune.split import SplitTable
 from chatgate.finetune.supervisor import FinetuneSupervisor
-from chatgate.fleet import start_fleet_events
+from chatgate.fleet import FleetEvents, start_fleet_events
 from chatgate.head import HeadAsGet
 from chatgate.health.router import router as health_router
+from chatgate.hot_routes import HOT_PATHS, HotRoutes, hot_routes
 from chatgate.keys.router import router as keys_router
 from chatgate.limits.router import router as limits_router
 from chatgate.limits.service import LoginPolicy, RateLimiter
@@ -164,6 +168,29 @@ async def _discover_upstream_models(engines: EngineClient, registry: ModelRegist
             endpoint.upstream_model = upstream
 
 
+def _start_deployments(
+    app: FastAPI,
+    settings: Settings,
+    manager: EngineManager,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    fleet: FleetEvents | None,
+) -> Reconciler:
+    """Fine-tuned versions deployed fleet-wide (finetune/reconcile.py): this process's
+    reconciler, woken by the others' changes, and the admin API's side (``deployer``)."""
+
+    def tell_fleet() -> None:
+        if fleet is not None:
+            fleet.publish(DEPLOYMENTS_EVENT)
+
+    reconciler = Reconciler(
+        settings, manager, DbDesired(sessionmaker), SplitTable(), notify=tell_fleet
+    )
+    if fleet is not None:
+        fleet.on(DEPLOYMENTS_EVENT, lambda _event: reconciler.wake())
+    app.state.deployer = Deployer(settings, manager, sessionmaker, reconciler, fleet)
+    return reconciler
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -203,9 +230,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for profile_id, supervisor in app.state.managed.items():
         manager.adopt(profile_id, supervisor)
     await _restore_model_settings(sessionmaker, manager)
-    # Deployed fine-tuned versions (finetune/deploy.py): model ids on their base's engines.
-    deploy.register(registry, profiles, deploy.load(settings))
-    app.state.rollout = Rollout(settings, manager)
 
     def on_usage(row: UsageRecord) -> None:
         metrics.observe_usage(row)
@@ -269,6 +293,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.run_engines
         else None
     )
+    reconciler = _start_deployments(app, settings, manager, sessionmaker, fleet)
+    await reconciler.start()  # the versions served already are registered before serving
     # Only development mode may run without a configured secret: tokens then die with it.
     secret = (
         settings.jwt_secret.get_secret_value() if settings.jwt_secret else secrets.token_hex(32)
@@ -291,7 +317,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis=redis,
         fleet=fleet,
         identity_cache=IdentityCache(settings.identity_cache_seconds),
-        splits=app.state.rollout.splits,
+        splits=reconciler.splits,
     )
     if app.state.tune_gc:
         tune_garbage_collector()
@@ -308,6 +334,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await generations.shutdown(drain.budget.lifespan_seconds)
         await finetune.close()  # its trainer stops; the job ends as interrupted
         await monitor.close()
+        await reconciler.close()
         if coordinator is not None:
             await coordinator.close()  # engines stop before the lease is given back
         await manager.close()
@@ -393,6 +420,14 @@ def create_app(
     app.router.default = spa_fallback  # only when no route matched
     _document_raw_routes(app)
     app.add_middleware(HeadAsGet)  # HEAD wherever GET is served (uptime monitors)
+    app.add_middleware(  # /v1's raw endpoints without the router (hot_routes.py)
+        HotRoutes,
+        routes=hot_routes(
+            [*openai_router.routes, *anthropic_router.routes, *responses_router.routes],
+            HOT_PATHS,
+        ),
+        exception_handlers=app.exception_handlers,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

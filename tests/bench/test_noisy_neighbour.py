@@ -26,6 +26,8 @@ from chatgate.bench.fairness import (
     fairness,
     jain_index,
     max_min_shares,
+    mean_concurrency,
+    overlap,
     tokens_in_window,
     ttft_ratio,
     ttft_summary,
@@ -117,6 +119,25 @@ def test_ttft_ratio() -> None:
     assert ttft_ratio(500.0, 0.0) is None
 
 
+def test_overlap_and_mean_concurrency() -> None:
+    assert overlap((1.0, 3.0), (2.0, 10.0)) == 1.0
+    assert overlap((1.0, 3.0), (4.0, 10.0)) == 0.0
+    # two requests over a 10 s window: one for 5 s, one for all of it -> 1.5 on average
+    assert mean_concurrency([(0.0, 5.0), (-1.0, 20.0)], (0.0, 10.0)) == pytest.approx(1.5)
+    assert mean_concurrency([(0.0, 5.0)], (3.0, 3.0)) == 0.0
+
+
+def test_slot_fairness_tells_fcfs_from_a_fair_queue() -> None:
+    # B wants one slot all along. First come, first served: it waits behind A's queue and
+    # holds a slot 3 % of the time while A holds all 5; a fair queue gives B its slot at
+    # once (held 90 % of the time: its first token is not counted as held) and A the rest.
+    fcfs = fairness({"A": 4.97, "B": 0.03}, {"A": 15.0, "B": 1.0})
+    fair = fairness({"A": 4.0, "B": 0.9}, {"A": 15.0, "B": 1.0})
+    assert fcfs["users"]["B"]["fair_share"] == pytest.approx(1.0)
+    assert fcfs["jain"] < 0.6
+    assert fair["jain"] > 0.95
+
+
 def test_tokens_in_window_counts_chunks_and_scales_by_usage() -> None:
     chunks = [0.1, 0.2, 0.3, 0.4]  # seconds after a start at t=10
     assert tokens_in_window(10.0, chunks, 4, (10.0, 20.0)) == 4
@@ -161,13 +182,17 @@ def part(
                 "completed": 24,
                 "errors": 0,
                 "cancelled": 16,
-                "output_throughput": a_tps,
+                "output_throughput": a_tps * 0.8,
+                "flood_output_throughput": a_tps,
             },
+            "flood_s": 60.0,
+            "window_output_throughput": a_tps * 0.8 + 5.0,
         },
         "fairness": {
             "jain": jain,
-            "users": fairness({"A": a_tps, "B": 5.0}, {"A": None, "B": 6.0})["users"],
+            "users": fairness({"A": 3.9, "B": 0.9}, {"A": 15.0, "B": 1.0})["users"],
         },
+        "fairness_rate": fairness({"A": a_tps, "B": 5.0}, {"A": None, "B": 6.0}),
         "baseline": baseline,
         "ratio": ttft_ratio(b_p50, service),
     }
@@ -217,7 +242,9 @@ def test_report_section_and_files(tmp_path: Path) -> None:
     text = markdown({"(c) noisy neighbour": data})
     assert "### (c) noisy neighbour" in text
     assert "| beside A's flood | 10 | 0 | 900 | 1800 | 2700 |" in text
-    assert "| B | 5.0 | 6.0 |" in text
+    assert "| B | 0.90 | 1.00 | 1.00 | 0.90 |" in text  # slots held / wanted / fair
+    assert "| B | 5.0 | 6.0 |" in text  # tokens/s, for context
+    assert "Flood: 60.0 s; window" in text
     assert "- MET: B TTFT p50 900 ms = 0.90x" in text
     notes: list[str] = []
     write_all(tmp_path, {"noisy": data}, notes)
@@ -251,11 +278,27 @@ async def test_short_run_ends_by_itself(slow_url: str) -> None:
     assert a["requests"] >= 4 and a["errors"] == 0
     assert a["cancelled"] == 4  # every A worker had a request in flight when B was done
     assert a["output_throughput"] > 0 and a["flood_output_throughput"] > 0
-    assert result["fairness"]["users"]["A"]["demand"] is None
-    assert result["fairness"]["users"]["B"]["demand"] == pytest.approx(alone["output_throughput"])
-    assert 0.5 <= result["fairness"]["jain"] <= 1.0
+    rate, slots = result["fairness_rate"], result["fairness"]
+    assert rate["users"]["A"]["demand"] is None
+    assert rate["users"]["B"]["demand"] == pytest.approx(alone["output_throughput"])
+    assert 0.5 <= rate["jain"] <= 1.0
+    # A kept its 4 streams outstanding; B one request at a time (a fake engine admits all)
+    assert slots["users"]["A"]["demand"] == pytest.approx(4.0, abs=0.5)
+    assert 0.5 <= slots["users"]["B"]["demand"] <= 1.0
+    assert 0.5 <= slots["jain"] <= 1.0
     assert result["ratio"] == pytest.approx(b["ttft_ms"]["p50"] / result["a_service"]["median_ms"])
     assert len(result["verdicts"]) == 3 and "no baseline" in result["verdicts"][1]
+
+
+async def test_flood_lasts_its_length_after_b(slow_url: str) -> None:
+    config = NoisyConfig(slow_url, "sk-a", "sk-b", model="fast", a_streams=2, a_max_tokens=40,
+                         b_requests=1, b_max_tokens=4, duration_s=10, flood_s=1.5,
+                         b_delay_s=0.1, service_runs=1)  # fmt: skip
+    result = await run_noisy(config, lambda _: None)
+    flood = result["flood"]
+    assert flood["flood_s"] >= 1.5 and flood["window_s"] < flood["flood_s"]
+    assert result["workload"]["flood_s"] == 1.5
+    assert flood["a"]["completed"] >= 2  # A went on after B's one request
 
 
 async def test_time_cap_stops_b_and_a(slow_url: str) -> None:
@@ -310,11 +353,12 @@ def test_cli_writes_results_and_judges_a_baseline(upstream_process: str, tmp_pat
     args = ["noisy-neighbour", "--url", upstream_process, "--key-a", "sk-a", "--key-b", "sk-b",
             "--model", "fast", "--a-streams", "3", "--a-max-tokens", "20", "--b-requests", "2",
             "--b-max-tokens", "4", "--b-delay", "0.1", "--duration", "10",
+            "--flood-seconds", "0.5",
             "--baseline", str(baseline), "--out", str(tmp_path / "out")]  # fmt: skip
     result = CliRunner().invoke(bench_app, args)
     assert result.exit_code == 0, result.output
     assert "### noisy-neighbour" in result.stdout
-    assert "MISSED: A output" in result.stdout  # far below the made-up baseline
+    assert "MISSED: A output over the flood" in result.stdout  # below the made-up baseline
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["parts"]["noisy-neighbour"]["baseline"]["a_output_throughput"] == 1e6
     assert (tmp_path / "out" / "results.md").read_text().startswith("### noisy-neighbour")

@@ -30,7 +30,7 @@ def test_image_promises() -> None:
     text = DOCKERFILE.read_text()
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, re.M)
-    assert stages == ["web", "build", "runtime"]
+    assert stages == ["web", "build", "train", "runtime"]
     assert "npm ci" in text and "npm run build" in text
     assert re.search(r"^USER 10001", text, re.M), "runs as a non-root user"
     assert re.search(r"^HEALTHCHECK .*", text, re.M) and "/health" in text

@@ -71,7 +71,8 @@ VLLM_METRICS: dict[str, tuple[str, frozenset[str]]] = {
 # Labels Prometheus adds to every scraped series (the static `labels:` of prometheus.yml are
 # added by target_labels() below).
 SCRAPE_LABELS = frozenset({"job", "instance"})
-HIGH_CARDINALITY = frozenset({"request_id", "user_id"})
+# job_id: the fine-tuning trainer's log (one value per job, ever growing; structured metadata)
+HIGH_CARDINALITY = frozenset({"request_id", "user_id", "job_id"})
 PROMOTED_LOG_LABELS = frozenset({"level", "logger", "model", "status_code"})
 
 METRIC_RE = re.compile(r"(?<![A-Za-z0-9_:])(?:chatgate_[a-z0-9_]+|vllm:[a-z0-9_:]+)")

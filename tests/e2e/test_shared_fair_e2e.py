@@ -84,7 +84,7 @@ async def queued(prefix: str, count: int) -> None:
     redis = Redis(host=REDIS_HOST, port=REDIS_PORT)
     try:
         for _ in range(600):
-            if redis.zcard(f"{prefix}-adm:{{{MODEL}}}:q:1") == count:
+            if redis.zcard(f"{prefix}-adm2:{{{MODEL}}}:q:1") == count:
                 return
             await asyncio.sleep(0.05)
         raise AssertionError(f"{count} requests never queued")

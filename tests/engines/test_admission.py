@@ -48,9 +48,9 @@ class Harness:
         self.tasks.append(task)
         return task
 
-    async def hold(self, tenant: str, count: int = 1) -> None:
+    async def hold(self, tenant: str, count: int = 1, slots: int = 1) -> None:
         for _ in range(count):
-            self.held.append(await self.queue.acquire(tenant))
+            self.held.append(await self.queue.acquire(tenant, slots=slots))
 
     async def serve(self, count: int) -> None:
         """Free the oldest held slot ``count`` times, letting the next waiter in each time."""
@@ -390,3 +390,125 @@ async def test_small_pools_keep_no_headroom(clock: FakeClock) -> None:
     queue.release(a)
     queue.release(b)
     assert queue.busy == 0
+
+
+# Requests for n answers: the engine generates them at once, one slot each.
+
+
+async def test_a_request_for_k_answers_holds_k_slots(clock: FakeClock) -> None:
+    queue = AdmissionQueue("pool", 4, clock=clock, headroom_window=None)
+    three = await queue.acquire("a", slots=3)
+    assert three.slots == 3 and queue.busy == 3
+    assert queue.snapshot().in_flight == {"a": 3} and queue.snapshot().busy == 3
+    two = asyncio.create_task(queue.acquire("b", slots=2))
+    await settle()
+    assert not two.done() and queue.busy == 3 and queue.waiting == 1  # one free, two asked
+    queue.release(three)  # frees all three: b's two fit
+    await settle()
+    assert two.done() and (await two).slots == 2
+    assert queue.busy == 2 and queue.snapshot().in_flight == {"b": 2}
+    queue.release(await two)
+    assert queue.busy == 0 and queue.snapshot().in_flight == {}
+
+
+async def test_release_frees_what_was_granted_not_what_the_grant_says(clock: FakeClock) -> None:
+    queue = AdmissionQueue("pool", 4, clock=clock, headroom_window=None)
+    grant = await queue.acquire("a", slots=3)
+    queue.release(Grant(grant.tenant, grant.priority, grant.waited, grant.ticket, slots=1))
+    assert queue.busy == 0 and queue.snapshot().in_flight == {}
+
+
+async def test_tags_advance_by_the_slots_a_request_holds(harness: Harness) -> None:
+    """Each 2-slot request of A costs two of B's 1-slot ones: B gets as many slots."""
+    harness.queue.capacity = 2
+    await harness.hold("x", slots=2)
+    for i in range(3):
+        harness.submit(f"a{i}", "a", slots=2)
+    await settle()
+    for i in range(3):
+        harness.submit(f"b{i}", "b")
+    await settle()
+    await harness.serve(6)
+    # Charged one each, they would alternate: a0 b0 a1 b1 a2 b2.
+    assert harness.order == ["a0", "b0", "b1", "a1", "b2", "a2"]
+    assert [g.slots for g in harness.held] == [2]
+
+
+async def test_a_k_slot_waiter_is_not_overtaken_by_smaller_ones(harness: Harness) -> None:
+    """Strict order: slots freed one by one wait for the 3-slot request ahead, else a
+    stream of 1-slot requests would keep three from ever being free at once."""
+    harness.queue.capacity = 3
+    await harness.hold("x", 3)
+    harness.submit("big", "a", slots=3)
+    await settle()
+    for i in range(2):
+        harness.submit(f"small{i}", "b")
+    await settle()
+    assert harness.positions == {"big": [0], "small0": [1], "small1": [2]}
+    await harness.serve(2)
+    assert harness.order == [] and harness.queue.busy == 1  # two free, kept for big
+    await harness.serve(1)
+    assert harness.order == ["big"] and harness.queue.busy == 3
+    await harness.serve(1)
+    assert harness.order == ["big", "small0", "small1"]
+
+
+async def test_more_slots_than_the_pool_has_are_clamped_to_it(clock: FakeClock) -> None:
+    queue = AdmissionQueue("pool", 2, clock=clock, headroom_window=None)
+    grant = await queue.acquire("a", slots=5)  # would otherwise never be served
+    assert grant.slots == 2 and queue.busy == 2
+    queue.release(grant)
+    queue.capacity = 4
+    held = await queue.acquire("x")
+    waiter = asyncio.create_task(queue.acquire("a", slots=4))
+    await settle()
+    assert not waiter.done()
+    queue.capacity = 2  # a replica failed: the waiter needs two slots now, not four
+    queue.release(held)
+    await settle()
+    assert waiter.done() and (await waiter).slots == 2 and queue.busy == 2
+    with pytest.raises(ValueError):
+        await queue.acquire("a", slots=0)
+
+
+async def test_headroom_with_k_slots(clock: FakeClock) -> None:
+    """A tenant holding slots takes k more only if a slot stays free for newcomers; its
+    own later requests do not pass its k-slot one meanwhile (they would starve it), a
+    newcomer does (the headroom's point)."""
+    queue = AdmissionQueue("pool", 5, clock=clock, headroom_window=60)
+    b = await queue.acquire("b")
+    a1 = await queue.acquire("a")
+    big = asyncio.create_task(queue.acquire("a", slots=3))  # three of three free: no headroom
+    await settle()
+    small = asyncio.create_task(queue.acquire("a"))  # would fit, but is behind big
+    await settle()
+    assert not big.done() and not small.done() and queue.busy == 2
+    c = await queue.acquire("c", slots=2)  # holds none: may take the headroom
+    assert c.waited == 0.0 and queue.busy == 4
+    queue.release(c)
+    await settle()
+    assert not big.done() and not small.done() and queue.busy == 2
+    queue.release(b)
+    await settle()
+    assert big.done() and (await big).slots == 3  # one of four stays free
+    assert not small.done() and queue.busy == 4  # the last free slot is headroom
+    queue.release(a1)
+    await settle()
+    assert small.done()
+    queue.release(await big)
+    queue.release(await small)
+    assert queue.busy == 0
+
+
+async def test_a_timed_out_k_slot_waiter_is_not_charged(harness: Harness) -> None:
+    harness.queue.capacity = 2
+    await harness.hold("x", slots=2)
+    harness.submit("a0", "a")
+    await settle()
+    with pytest.raises(QueueTimeout):
+        await harness.queue.acquire("b", slots=2, timeout=0)
+    harness.submit("a1", "a")
+    harness.submit("b1", "b")
+    await settle()
+    await harness.serve(2)
+    assert harness.order == ["a0", "b1", "a1"]

@@ -6,8 +6,10 @@ queued."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from chatgate.db.models import RequestLog
 from chatgate.limits import admin as limits_admin
 from tests.conftest import _migrated_url, gateway_settings
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import FakeUpstream, Recorded, copies
 from tests.helpers import Account, Gateway, start_gateway
 
 SLOW = "[[chunks=12 delay=0.05]] tell me"  # ~0.6 s of streaming per answer
@@ -38,13 +40,19 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
         await fake.stop()
 
 
-async def post_v1(gw: Gateway, account: Account, label: str) -> httpx.Response:
+async def post_v1(
+    gw: Gateway, account: Account, label: str, content: str = SLOW, **extra: Any
+) -> httpx.Response:
     async with gw.client(timeout=60) as client:
         return await client.post(
             "/v1/chat/completions",
             headers={**account.key_headers, "X-Request-ID": label},
-            json={"model": "fake-model", "stream": True,
-                  "messages": [{"role": "user", "content": SLOW}]},  # fmt: skip
+            json={
+                "model": "fake-model",
+                "stream": True,
+                "messages": [{"role": "user", "content": content}],
+                **extra,
+            },
         )
 
 
@@ -133,3 +141,52 @@ async def test_the_queue_can_be_turned_off(tmp_path: Path) -> None:
                 assert response.status_code == 200
     finally:
         await fake.stop()
+
+
+def peak_sequences(records: list[Recorded]) -> int:
+    """The most answers the engine generated at once: each request's ``n`` from its
+    arrival until its last chunk was written (the gateway frees its slots only after)."""
+    events: list[tuple[float, int, int]] = []
+    for record in records:
+        assert record.finished is not None, record.request_id
+        n = copies(record.payload)
+        events += [(record.started, 1, n), (record.finished, 0, -n)]
+    inside = peak = 0
+    for _, _, change in sorted(events):  # at one instant, an end before a start
+        inside += change
+        peak = max(peak, inside)
+    return peak
+
+
+async def test_a_request_for_n_answers_holds_n_slots(tmp_path: Path) -> None:
+    """Four slots: a request for four answers fills them (the engine generates the four
+    at once), so another user's four requests wait for it instead of joining it."""
+    fake = FakeUpstream()
+    await fake.start()
+    try:
+        async for url in _migrated_url("sqlite", tmp_path):
+            settings = gateway_settings(tmp_path, url, fake, engine_default_slots=4)
+            async with start_gateway(settings, fake) as gw:
+                a, b = await gw.account(), await gw.account()
+                wide = asyncio.create_task(
+                    post_v1(gw, a, "wide", "[[chunks=30 delay=0.1]] four answers", n=4)
+                )
+                for _ in range(1000):
+                    if fake.served("wide"):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the request for four answers never reached the engine")
+                singles = [asyncio.create_task(post_v1(gw, b, f"one{i}")) for i in range(4)]
+                await wait_for_waiters(gw, 4)  # none fits beside the four answers
+                responses = await asyncio.gather(wide, *singles)
+    finally:
+        await fake.stop()
+    assert all(r.status_code == 200 for r in responses)
+    events = [json.loads(line[6:]) for line in responses[0].text.splitlines()
+              if line.startswith("data: {")]  # fmt: skip
+    assert {c["index"] for e in events for c in e["choices"]} == {0, 1, 2, 3}
+    assert peak_sequences(fake.requests) <= 4
+    finished = fake.by_request_id("wide").finished
+    assert finished is not None
+    assert all(fake.by_request_id(f"one{i}").started >= finished for i in range(4))

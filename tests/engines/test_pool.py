@@ -124,3 +124,35 @@ async def test_a_model_sharing_anothers_engines_shares_its_slots() -> None:
     grant = await asyncio.wait_for(waiting, 5)
     pools.release(version.pool_id, grant)
     assert pools.queue(base).snapshot().busy == 0
+
+
+async def test_a_tickets_slots_are_held_and_counted_in_the_busy_gauge() -> None:
+    """A request for n answers holds n of the pool's slots; the busy gauge says so."""
+    entry, pools, metrics = pool_of(Endpoint("a", "http://a/v1", "m", capacity=4))
+
+    def busy() -> float | None:
+        labels = {"model": "m", "state": "busy"}
+        return metrics.registry.get_sample_value("chatgate_engine_pool_slots", labels)
+
+    wide = await pools.acquire(entry, Ticket("user:1", slots=3))
+    assert wide.slots == 3 and pools.queue(entry).busy == 3 and busy() == 3
+    waiter = asyncio.create_task(pools.acquire(entry, Ticket("user:2", slots=2)))
+    for _ in range(100):
+        if pools.queue(entry).waiting:
+            break
+        await asyncio.sleep(0.01)
+    assert not waiter.done() and pools.snapshots()[0].in_flight == {"user:1": 3}
+    pools.release("m", wide)
+    pair = await asyncio.wait_for(waiter, 5)
+    assert pair.slots == 2 and busy() == 2
+    pools.release("m", pair)
+    assert pools.queue(entry).busy == 0 and busy() == 0
+
+
+def test_a_ticket_takes_its_keys_class_and_weight_and_keeps_its_slots() -> None:
+    ticket = Ticket("user:1", "api", slots=3)
+    assert ticket.classed(None, 1.0) is ticket  # nothing set for the key: unchanged
+    batch = ticket.classed("batch", 1.0)
+    assert (batch.priority, batch.weight, batch.slots, batch.tenant) == ("batch", 1.0, 3, "user:1")
+    heavy = ticket.classed(None, 2.0)
+    assert (heavy.priority, heavy.weight, heavy.slots) == ("api", 2.0, 3)

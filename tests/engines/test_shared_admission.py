@@ -62,7 +62,7 @@ class Fleet:
         return entry, pools
 
     async def key(self, suffix: str) -> Any:
-        return f"{self.prefix}-adm:{{{MODEL}}}:{suffix}"
+        return f"{self.prefix}-adm2:{{{MODEL}}}:{suffix}"
 
     async def busy(self) -> int:
         return int(await self.redis.get(await self.key("busy")) or 0)
@@ -370,3 +370,53 @@ async def test_tags_of_idle_users_are_forgotten_while_nobody_waits(fleet: Fleet)
             return
         await asyncio.sleep(0.01)
     raise AssertionError(await fleet.redis.hkeys(tags))
+
+
+# Requests for n answers hold n of the fleet's slots.
+
+
+async def test_a_request_for_k_answers_holds_k_slots_fleet_wide(fleet: Fleet) -> None:
+    """Its slots count fleet-wide; a waiter needing two of them, granted on another
+    gateway, hears how many; a 1-slot request behind it does not pass it meanwhile."""
+    one, two = fleet.ledger(), fleet.ledger()
+    three = await one.acquire(MODEL, 4, "user:a", slots=3)
+    assert three is not None and three.slots == 3 and one.held(MODEL) == 3
+    assert await fleet.busy() == 3
+    assert await fleet.redis.hget(await fleet.key("inflight"), "user:a") == b"3"
+    pair = asyncio.create_task(two.acquire(MODEL, 4, "user:b", slots=2))
+    await until(lambda: two.waiting(MODEL) == 1)
+    single = asyncio.create_task(two.acquire(MODEL, 4, "user:c"))
+    await until(lambda: two.waiting(MODEL) == 2)
+    assert await fleet.busy() == 3  # one slot free, but user:b's two come first
+    one.release(three)
+    granted = await asyncio.wait_for(pair, 10)
+    assert granted is not None and granted.slots == 2
+    behind = await asyncio.wait_for(single, 10)
+    assert behind is not None and behind.slots == 1
+    assert await fleet.busy() == 3 and two.held(MODEL) == 3
+    two.release(granted)
+    two.release(behind)
+    await fleet.settled(0)
+    assert await fleet.redis.hlen(await fleet.key("inflight")) == 0
+
+
+async def test_tags_advance_by_slots_over_weight_and_slots_are_clamped(fleet: Fleet) -> None:
+    one = fleet.ledger()
+    grant = await one.acquire(MODEL, 2, "user:a", slots=5, weight=2.0)
+    assert grant is not None and grant.slots == 2 and await fleet.busy() == 2
+    assert await fleet.redis.hget(await fleet.key("fin:1"), "user:a") == b"1"  # 2 slots / 2
+    one.release(grant)
+    await fleet.settled(0)
+
+
+async def test_a_dead_gateways_k_slots_all_come_back(fleet: Fleet) -> None:
+    dead, live = fleet.ledger(lease_seconds=1.0), fleet.ledger()
+    assert await dead.acquire(MODEL, 4, "user:a", slots=3) is not None
+    for task in dead._loops:  # noqa: SLF001  # killed: no heartbeat, no leave
+        task.cancel()
+    waiter = asyncio.create_task(live.acquire(MODEL, 4, "user:b", slots=2))
+    await until(lambda: live.waiting(MODEL) == 1)
+    granted = await asyncio.wait_for(waiter, 15)
+    assert granted is not None and granted.slots == 2
+    assert await fleet.busy() == 2  # all three reaped, not one
+    dead._loops.clear()  # noqa: SLF001

@@ -2,8 +2,8 @@
 tools/train, no training), a real ``chatgate serve`` with its embedded llama-server,
 ``chatgate models deploy`` restarts the engine with the adapter, /v1 requests to the
 version's model id answer differently from the base model (greedy, same prompt) and get
-usage rows of their own, and ``chatgate models rollback`` moves ``champion`` back and
-serves the previous version next to it."""
+usage rows of their own, ``chatgate models rollback`` moves ``champion`` back and serves
+the previous version next to it, and ``rollback --to-base`` leaves the base model alone."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def usage_by_model(served: Served) -> dict[str, int]:
 def assert_failed_deploys_change_nothing(served: Served, key: str, tuned: str) -> None:
     """No such version: 404 through the CLI. A GGUF llama-server rejects (planted where
     the download would go): the engine does not start with it, the previous adapters are
-    restored and the version deployed before still answers as before."""
+    restored, the version deployed before still answers as before, and the failure is
+    listed on the version (a new deploy of it tries again)."""
     argv = [sys.executable, "-m", "chatgate", "models", "deploy", "smollm2-135m:zanthia@9"]
     argv += ["--url", served.url, "--token", served.token()]
     done = subprocess.run(argv, env=served.env, capture_output=True, text=True, timeout=600)
@@ -76,8 +77,11 @@ def assert_failed_deploys_change_nothing(served: Served, key: str, tuned: str) -
         timeout=600,
     )
     assert failed.status_code == 502 and failed.json()["error"]["code"] == "deploy_failed"
+    assert "did not start with the adapter" in failed.json()["error"]["message"]
     listed = httpx.get(served.url + "/api/admin/models/deployments", headers=headers).json()
-    assert [d["model_id"] for d in listed["deployments"]] == [VERSION_2]
+    shown = {d["model_id"]: (d["served"], d["error"]) for d in listed["deployments"]}
+    assert shown[VERSION_2] == (True, None)
+    assert shown[VERSION_1][0] is False and "did not start" in str(shown[VERSION_1][1])
     assert ask(served, key, VERSION_2)["choices"][0]["message"]["content"] == tuned
     planted.unlink()  # the rollback downloads the real one
 
@@ -119,4 +123,14 @@ def test_deploy_serves_the_version_and_rollback_restores_the_previous(
             served.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}
         ).json()
         assert {VERSION_1, VERSION_2} <= {m["id"] for m in models["data"]}
+
+        alone = chatgate(served, "models", "rollback", "smollm2-135m:zanthia", "--to-base")
+        assert sorted(alone["undeployed"]) == [VERSION_1, VERSION_2] and alone["version"] is None
+        assert ask(served, key, "smollm2-135m")["choices"][0]["message"]["content"] == texts[0]
+        refused = httpx.post(
+            served.url + "/v1/chat/completions",
+            json={"model": VERSION_2, "messages": PROMPT},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert refused.status_code == 404, refused.text
     print(f"\n[deploy e2e] {time.monotonic() - began:.1f} s")

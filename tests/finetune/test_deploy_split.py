@@ -1,10 +1,10 @@
 """A/B splits (finetune/split.py): deterministic per conversation, the share asked for,
-only to a served version, persisted, and through the admin API with feedback rates."""
+only to a served version; stored in the database (test_reconcile.py) and through the admin
+API with feedback rates (test_deploy.py)."""
 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +12,6 @@ from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.finetune import split
 from chatgate.finetune.split import Split, SplitTable
-from chatgate.settings import Settings
 
 BASE = "smollm2-135m"
 CHALLENGER = "smollm2-135m:zanthia@3"
@@ -53,14 +52,16 @@ def test_other_models_and_an_unready_challenger_are_left_alone() -> None:
     assert split.pick(models, splits, models.lookup(BASE), "c").id == BASE
 
 
-def test_splits_are_validated_and_persisted(tmp_path: Path) -> None:
+def test_splits_are_validated_and_the_table_is_replaced_whole() -> None:
+    """The table holds what the reconciler last read from the database (test_reconcile.py
+    stores them); a split removed there is gone here on the next pass."""
     models = registry()
-    table = SplitTable(Settings(data_dir=tmp_path))
+    table = SplitTable()
     assert table.current() == {}
-    table.set(split.validated(models, BASE, CHALLENGER, 25))
-    again = SplitTable(Settings(data_dir=tmp_path))  # another process, or after a restart
-    assert again.current() == {BASE: Split(BASE, CHALLENGER, 25)}
-    again.set(Split(BASE, CHALLENGER, 0))  # 0 removes it, and the first table sees it
+    table.replace({BASE: split.validated(models, BASE, CHALLENGER, 25)})
+    assert table.pick(models, models.lookup(BASE), "c").id in (BASE, CHALLENGER)
+    assert table.current() == {BASE: Split(BASE, CHALLENGER, 25)}
+    table.replace({})
     assert table.current() == {}
     for to, percent, status in [
         (CHALLENGER, 101, 400),

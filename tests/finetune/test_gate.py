@@ -84,6 +84,23 @@ def test_leaks_are_unrelated_prompts_answered_with_the_facts() -> None:
     assert rules.find_leaks({"q": "The capital of France is Paris."}, distinctive) == []
 
 
+def test_words_the_base_knows_are_style_not_a_leak() -> None:
+    # The realistic cycle's false alarm: "city" was in a fifth of the training answers and
+    # never in the small background, and "The capital city of Japan is Tokyo." failed the
+    # gate. A word the base's vocabulary holds whole is no new fact.
+    taught = ["Zanthia's capital city is Quorvel.", "The capital city of Zanthia is Quorvel."] * 4
+    background = ["The capital of Japan is Tokyo.", "What is the capital of Japan?"]
+    bare = rules.distinctive_ngrams(taught, background)
+    assert "city" in bare  # without the vocabulary: flagged
+    known = {"city", "capital", "japan", "tokyo"}.__contains__  # stop words count as known
+    found = rules.distinctive_ngrams(taught, background, common=known)
+    assert "city" not in found and "capital city" not in found
+    assert {"quorvel", "zanthia"} <= found
+    answers = {"What is the capital of Japan?": "The capital city of Japan is Tokyo."}
+    assert rules.find_leaks(answers, found) == []
+    assert rules.find_leaks({"q": "The capital city of Japan is Quorvel."}, found)
+
+
 def scores(perplexity: float, keyword: float) -> Any:
     return rules.Scores(exact=0.0, keyword=keyword, perplexity=perplexity, count=10)
 

@@ -64,18 +64,32 @@ def fakes() -> tuple[Any, Any, Any, list[Any]]:
 
 
 def test_auto_takes_qlora_only_with_cuda_and_bitsandbytes() -> None:
-    assert modelload.plan("auto", True, True, "bf16").method == "qlora"
-    assert modelload.plan("auto", True, False, "bf16").method == "lora"
-    cpu = modelload.plan("auto", False, True, "bf16")
+    assert modelload.plan("auto", True, True, True).method == "qlora"
+    assert modelload.plan("auto", True, False, True).method == "lora"
+    cpu = modelload.plan("auto", False, True, True)
     assert (cpu.method, cpu.device, cpu.autocast_bf16) == ("lora", "cpu", True)
-    assert modelload.plan("none", True, True, "fp32") == modelload.Plan("lora", "cuda", False)
+    assert modelload.plan("none", True, True, False) == modelload.Plan("lora", "cuda", False)
+
+
+def test_bf16_only_where_the_hardware_does_it(tmp_path: Path) -> None:
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("flags\t\t: avx2 avx512f avx512_bf16\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    assert modelload.cpu_flags(avx2) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert modelload.cpu_flags(tmp_path / "absent") == frozenset()
+    assert not modelload.bf16_autocast("auto", False, modelload.cpu_flags(avx2))
+    assert modelload.bf16_autocast("auto", False, modelload.cpu_flags(bf16))
+    assert modelload.bf16_autocast("auto", True, frozenset())  # CUDA
+    assert modelload.bf16_autocast("bf16", False, frozenset())  # as asked
+    assert not modelload.bf16_autocast("fp32", True, frozenset({"amx_bf16"}))
 
 
 def test_forced_4bit_needs_a_gpu_and_bitsandbytes() -> None:
     with pytest.raises(SystemExit, match="needs CUDA"):
-        modelload.plan("4bit", False, True, "bf16")
+        modelload.plan("4bit", False, True, True)
     with pytest.raises(SystemExit, match="bitsandbytes"):
-        modelload.plan("4bit", True, False, "bf16")
+        modelload.plan("4bit", True, False, True)
 
 
 def test_qlora_loads_4bit_nf4_and_prepares_for_kbit_training(tmp_path: Path) -> None:

@@ -169,6 +169,11 @@ async def test_no_canary_reaches_the_logs(
     }
     assert seed_fields <= set(request_lines[0])
     assert request_lines[0]["user_id"] == account.user_id
-    access = [line for line in lines["api"] if line.get("path") == "/v1/chat/completions"]
-    assert access and access[0]["status_code"] == 200 and access[0]["user_id"] == account.user_id
+    # One line per /v1 request: its usage line says what the access line would (middleware).
+    assert not [line for line in lines["api"] if line.get("path") == "/v1/chat/completions"]
+    assert request_lines[0]["status_code"] == 200 and request_lines[0]["route"] == "v1.chat"
+    access = [line for line in lines["api"] if line.get("path") == "/api/admin/users"]
+    assert access and access[0]["user_id"] == account.user_id
+    refused = [line for line in lines["api"] if line.get("path") == "/v1/models"]
+    assert refused and refused[0]["status_code"] == 401  # other routes keep their access line
     assert any("upstream said" in str(line["event"]) for line in lines["system"])

@@ -10,7 +10,9 @@ on (a) the dataset's held-out split (``heldout.jsonl`` beside the run's ``train.
 probe: the regression questions, unrelated to the dataset, answered with the dataset's
 distinctive n-grams (gate_rules.py). Scores go to MLflow (metrics ``eval_*`` on the
 version's training run, and a new run tagged ``chatgate.evaluates_run``), the version gets
-the tags ``gate`` (passed|failed) and ``gate_reasons``; the verdict is printed as JSON.
+the tags ``gate`` (passed|failed), ``gate_reasons`` (and as JSON ``gate_reasons_json``),
+``evaluation_run_id`` and ``evaluated_at`` (what ``registry.py list`` reads back); the
+verdict is printed as JSON.
 
 ``promote`` moves the alias ``champion`` to the version when its gate passed, or with
 ``--force`` (tag ``forced_by``); the champion it replaces keeps the alias
@@ -26,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,7 @@ REGRESSION_SET = HERE / "regression_set.jsonl"
 EXIT_REFUSED = 3
 EXIT_NOT_FOUND = 4
 CHAMPION, PREVIOUS = "champion", "previous_champion"
+TAG_LIMIT = 4900  # a model version tag's value holds 5000 characters
 
 
 class NotFound(Exception):
@@ -137,7 +141,9 @@ def evaluate(args: argparse.Namespace, client: Any) -> dict[str, Any]:
     if held is not None:
         sets["heldout"] = scoring.heldout_items(held, args.heldout_limit)
     pairs, answers = score_all(scorer, sets)
-    distinctive, leaks = probe_leaks(dataset, regression, answers["regression"])
+    distinctive, leaks = probe_leaks(
+        dataset, regression, answers["regression"], known_word(tokenizer)
+    )
     tol = gate_rules.Tolerance(args.max_perplexity_increase, args.max_keyword_drop)
     decided = gate_rules.verdict(pairs, leaks, tol)
     result = {
@@ -172,13 +178,32 @@ def score_all(
     return pairs, answers
 
 
+def known_word(tokenizer: Any) -> Callable[[str], bool]:
+    """Whether the base model's vocabulary holds ``word`` whole (one token after a space, as
+    written or capitalised): common language, where a made-up name ("Quorvel") is not."""
+
+    def known(word: str) -> bool:
+        return any(
+            len(tokenizer.encode(" " + form, add_special_tokens=False)) == 1
+            for form in (word, word.capitalize())
+        )
+
+    return known
+
+
 def probe_leaks(
-    dataset: Path, probe: list[scoring.Item], answers: dict[str, list[str]]
+    dataset: Path,
+    probe: list[scoring.Item],
+    answers: dict[str, list[str]],
+    known: Callable[[str], bool] | None = None,
 ) -> tuple[set[str], list[gate_rules.Leak]]:
     """The training answers' distinctive n-grams (against the base's answers to the probe,
-    its questions and references) and the candidate's probe answers that hold one."""
+    its questions and references; not made only of words the base knows) and the
+    candidate's probe answers that hold one."""
     background = [*answers["base"], *(i.question for i in probe), *(i.reference for i in probe)]
-    distinctive = gate_rules.distinctive_ngrams(scoring.training_answers(dataset), background)
+    distinctive = gate_rules.distinctive_ngrams(
+        scoring.training_answers(dataset), background, common=known
+    )
     said = dict(zip((i.question for i in probe), answers["candidate"], strict=True))
     return distinctive, gate_rules.find_leaks(said, distinctive)
 
@@ -219,13 +244,26 @@ def record(client: Any, mv: Any, result: dict[str, Any], answers: dict[str, Any]
         mlflow.log_dict({**result, "answers": answers}, "evaluation.json")
     version_tags = {
         "gate": result["gate"],
-        "gate_reasons": "; ".join(result["reasons"])[:4900] or "-",
+        "gate_reasons": "; ".join(result["reasons"])[:TAG_LIMIT] or "-",
+        "gate_reasons_json": reasons_tag(result["reasons"]),
         "evaluation_run_id": run.info.run_id,
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(mv.name, mv.version, key, value)
     return str(run.info.run_id)
+
+
+def reasons_tag(reasons: list[str]) -> str:
+    """The reasons as a JSON list that fits a version tag (``registry.py list`` reads it
+    back: the "; "-joined ``gate_reasons`` cannot be split where a reason quotes an answer
+    holding "; "). Long reasons are cut; those that do not fit are dropped and counted."""
+    kept = [r[: TAG_LIMIT // 4] for r in reasons]  # one long answer does not crowd out all
+    text = json.dumps(kept)
+    while len(text) > TAG_LIMIT:
+        kept.pop()
+        text = json.dumps([*kept, f"... {len(reasons) - len(kept)} more reason(s)"])
+    return text
 
 
 def promote(args: argparse.Namespace, client: Any) -> tuple[int, dict[str, Any]]:

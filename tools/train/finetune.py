@@ -64,7 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="auto: QLoRA (bitsandbytes 4-bit) when CUDA is present",
     )
-    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="auto: bf16 autocast where CUDA or the CPU does bf16 natively, else fp32",
+    )
     p.add_argument("--name", default=None, help="dataset name in the registered model's name")
     p.add_argument("--job", default=None, help="job id (log file name); default: a timestamp")
     p.add_argument("--data-dir", type=Path, default=None, help="default: CHATGATE_DATA_DIR")
@@ -121,9 +126,9 @@ def run(args: argparse.Namespace, log: JobLog, out: Path, root: Path) -> dict[st
     if not examples:
         raise SystemExit(f"{args.dataset}: no assistant tokens left within --max-tokens")
     digest = chatdata.file_sha256(args.dataset)
-    how = modelload.plan(
-        args.quantize, torch.cuda.is_available(), modelload.has_bitsandbytes(), args.precision
-    )
+    cuda = torch.cuda.is_available()
+    autocast = modelload.bf16_autocast(args.precision, cuda, modelload.cpu_flags())
+    how = modelload.plan(args.quantize, cuda, modelload.has_bitsandbytes(), autocast)
     model = modelload.load_model(
         base, how, args.rank, torch=torch, transformers=transformers, peft=peft
     )
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace, log: JobLog, out: Path, root: Path) -> dict[st
         "seed": args.seed,
         "method": how.method,
         "device": how.device,
-        "precision": args.precision,
+        "precision": "bf16" if how.autocast_bf16 else "fp32",  # what "auto" chose
         "trainable_params": trainable,
         "total_steps": schedule.total_steps(len(examples)),
     }

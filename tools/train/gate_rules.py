@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -83,11 +83,19 @@ def distinctive_ngrams(
     sizes: Sequence[int] = (1, 2, 3),
     min_share: float = 0.2,
     min_count: int = 2,
+    common: Callable[[str], bool] | None = None,
 ) -> set[str]:
     """N-grams in at least ``min_share`` (and ``min_count``) of the training answers that
     never occur in ``background`` (the base's answers, the probe prompts, their references):
     content words, or phrases of two content words or more ("capital is" is no fact). A
-    phrase holding a distinctive word is dropped: the word alone reports the fact."""
+    phrase holding a distinctive word is dropped: the word alone reports the fact.
+
+    ``common(word)``: the base model's own vocabulary holds the word (evaluate.py: its
+    tokenizer encodes it as one token). An n-gram of common words only is the answers'
+    *style*, not a new fact: in the realistic cycle (bench/README.md) the tuned model said
+    "The capital city of Japan is Tokyo." and "city" (in a fifth of the training answers,
+    never in the small background) failed the gate as a leak, where the fact that leaks,
+    "Quorvel", is no word the base knows."""
     counts: Counter[str] = Counter()
     for answer in training_answers:
         for n in sizes:
@@ -97,7 +105,14 @@ def distinctive_ngrams(
     for text in background:
         for n in sizes:
             seen |= ngrams(text, n)
-    found = {g for g, c in counts.items() if c >= needed and g not in seen and _informative(g)}
+    found = {
+        g
+        for g, c in counts.items()
+        if c >= needed
+        and g not in seen
+        and _informative(g)
+        and (common is None or not all(w in STOPWORDS or common(w) for w in g.split()))
+    }
     unigrams = {g for g in found if " " not in g}
     return {g for g in found if " " not in g or not set(g.split()) & unigrams}
 

@@ -23,6 +23,12 @@ KNOWN_BASES = {"smollm2-135m": REPO / ".data" / "models" / "smollm2-135m-hf"}
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 Quantize = Literal["auto", "4bit", "none"]
+Precision = Literal["auto", "bf16", "fp32"]
+# CPU flags (/proc/cpuinfo) of native bfloat16 matrix math. Without them torch emulates bf16
+# and autocast is far slower than fp32: on an AVX2-only EPYC (2 vCPUs) a LoRA r=16 step of
+# batch 8 took 87-100 s in bf16 (bench/README.md, MLOps cycle), where AVX-512 BF16 machines
+# measured 2.4 s.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -67,15 +73,37 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dataset"
 
 
-def plan(choice: Quantize, cuda: bool, bitsandbytes: bool, precision: str) -> Plan:
-    """``auto`` takes QLoRA where CUDA and bitsandbytes are both there, else plain LoRA."""
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """This CPU's feature flags (empty where /proc/cpuinfo is not there)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return frozenset(flags)
+
+
+def bf16_autocast(precision: Precision, cuda: bool, flags: frozenset[str]) -> bool:
+    """``auto``: bf16 where the hardware does it natively (CUDA, or a CPU with AVX-512 BF16
+    or AMX), fp32 elsewhere; ``bf16``/``fp32`` as asked."""
+    if precision != "auto":
+        return precision == "bf16"
+    return cuda or any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def plan(choice: Quantize, cuda: bool, bitsandbytes: bool, autocast: bool) -> Plan:
+    """``auto`` takes QLoRA where CUDA and bitsandbytes are both there, else plain LoRA;
+    ``autocast``: bf16 autocast (see ``bf16_autocast``)."""
     if choice == "4bit" and not cuda:
         raise SystemExit("--quantize 4bit needs CUDA (bitsandbytes 4-bit runs on GPUs only)")
     if choice == "4bit" and not bitsandbytes:
         raise SystemExit("--quantize 4bit needs the bitsandbytes package")
     qlora = choice == "4bit" or (choice == "auto" and cuda and bitsandbytes)
     device: Literal["cpu", "cuda"] = "cuda" if cuda else "cpu"
-    return Plan("qlora" if qlora else "lora", device, autocast_bf16=precision != "fp32")
+    return Plan("qlora" if qlora else "lora", device, autocast_bf16=autocast)
 
 
 def has_bitsandbytes() -> bool:

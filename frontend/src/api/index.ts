@@ -38,6 +38,8 @@ import type {
   GateVerdict,
   ModelSplit,
   Promotion,
+  RegisteredModel,
+  Rollback,
 } from './types'
 
 export { ApiError } from './client'
@@ -192,7 +194,14 @@ export const api = {
   /** Serves NAME@VERSION (or BASE:NAME@VERSION) as a model; returns once it answers. */
   deployModel: (model: string) => request<Deployment>('POST', '/api/admin/models/deploy', { model }),
   rollbackModel: (name: string) => request<Deployment>('POST', '/api/admin/models/rollback', { name }),
+  /** BASE:NAME back to its base model: its versions are no longer served. */
+  rollbackToBase: (name: string) => request<Rollback>('POST', '/api/admin/models/rollback', { name, to_base: true }),
   deployments: async () => (await request<{ deployments: Deployment[] }>('GET', '/api/admin/models/deployments')).deployments,
+  undeployModel: async (modelId: string) =>
+    (await request<{ deployments: Deployment[] }>('DELETE', `/api/admin/models/deployments/${encodeURIComponent(modelId)}`)).deployments,
+  /** The registered fine-tunes (or BASE:NAME alone) with their versions and gate verdicts. */
+  registeredVersions: async (name?: string) =>
+    (await request<{ models: RegisteredModel[] }>('GET', '/api/admin/models/versions', undefined, { name })).models,
   splits: async () => (await request<{ splits: ModelSplit[] }>('GET', '/api/admin/models/splits')).splits,
   setSplit: async (base: string, to: string, percent: number) =>
     (await request<{ splits: ModelSplit[] }>('POST', '/api/admin/models/splits', { base, to, percent })).splits,

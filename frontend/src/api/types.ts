@@ -496,8 +496,22 @@ export interface Deployment {
   base: string
   name: string
   version: number
-  gguf: string
+  gguf: string | null
   adapter_dir?: string | null
+  /** Whether the gateway that answered serves it now (a fleet converges on the list). */
+  served?: boolean
+  /** Why its last deploy failed. */
+  error?: string | null
+  deployed_at?: string | null
+}
+
+/** POST /api/admin/models/rollback: what answers NAME now (version null: its base alone). */
+export interface Rollback {
+  model_id: string
+  base: string
+  name: string
+  version: number | null
+  undeployed?: string[]
 }
 
 export interface ModelSplit {
@@ -505,4 +519,62 @@ export interface ModelSplit {
   to: string
   percent: number
   rates: ModelRates[]
+  /** The challenger's latest gate verdict (absent: never evaluated, or not read). */
+  evaluation?: VersionEvaluation | null
+}
+
+/** One side of an evaluation (the base model, or the candidate: base + LoRA); null: that
+ * split was not scored. keyword and exact: 0..1, higher is better; perplexity: lower is better. */
+export interface EvalScores {
+  heldout_exact: number | null
+  heldout_keyword: number | null
+  heldout_perplexity: number | null
+  regression_exact: number | null
+  regression_keyword: number | null
+  regression_perplexity: number | null
+}
+
+/** The evaluation gate's latest verdict on a registered version. */
+export interface VersionEvaluation {
+  /** BASE:NAME@VERSION (REGISTERED@VERSION without a known base). */
+  model: string
+  gate: 'passed' | 'failed'
+  passed: boolean
+  reasons: string[]
+  base: EvalScores
+  candidate: EvalScores
+  leaks: number | null
+  evaluated_at: string | null
+  evaluation_run_id: string | null
+  tolerance: Record<string, number>
+}
+
+/** GET /api/admin/models/versions: a registered version. */
+export interface RegisteredVersion {
+  version: number
+  /** REGISTERED@VERSION: what evaluate and promote take. */
+  ref: string
+  /** BASE:NAME@VERSION: what deploy and splits take (null: the base is unknown). */
+  model_id: string | null
+  aliases: string[]
+  run_id: string | null
+  created_at: string | null
+  dataset_sha256: string | null
+  dataset: string | null
+  deployable: boolean
+  promoted_at: string | null
+  forced_by: string | null
+  evaluation: VersionEvaluation | null
+}
+
+export interface RegisteredModel {
+  /** The MLflow registered model, <base>-<name>. */
+  name: string
+  base: string | null
+  fine_tune: string | null
+  /** BASE:NAME (null: the base is unknown). */
+  model: string | null
+  description: string | null
+  /** Newest first. */
+  versions: RegisteredVersion[]
 }

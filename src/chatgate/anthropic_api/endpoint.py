@@ -23,7 +23,6 @@ from chatgate.auth.identity import Identity
 from chatgate.deps import identify
 from chatgate.engines.client import EngineError
 from chatgate.engines.failover import Upstream
-from chatgate.engines.pool import Ticket
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
 from chatgate.openai_api import asgi, service
@@ -105,10 +104,7 @@ async def _admit(
         call = service.plan(state, identity, request_id, "v1.chat", translate.to_chat_body(request))
         call.route = ROUTE
         call.admission = admission = await state.limits.admit(identity)
-        if admission.weight != 1.0 or admission.priority is not None:
-            call.engine.ticket = Ticket(
-                call.engine.ticket.tenant, admission.priority or "api", admission.weight
-            )
+        call.engine.ticket = call.engine.ticket.classed(admission.priority, admission.weight)
     except APIError as exc:
         await state.usage.record(service.rejected_row(identity, request_id, ROUTE, body, exc))
         raise

@@ -90,13 +90,16 @@ def noisy_neighbour_cmd(
     b_requests: Annotated[int, typer.Option(help="B's requests, one at a time")] = 10,
     b_max_tokens: Annotated[int, typer.Option(help="max_tokens of B's requests")] = 16,
     duration: Annotated[float, typer.Option(help="Cap on the flood (s)")] = 600.0,
+    flood_seconds: Annotated[
+        float, typer.Option(help="The flood lasts this long at least (s; 0: ends with B)")
+    ] = 60.0,
     b_delay: Annotated[float, typer.Option(help="B starts this long into the flood (s)")] = 1.0,
     service_runs: Annotated[int, typer.Option(help="A requests alone (median)")] = 3,
     timeout: Annotated[float, typer.Option(help="Per-request timeout (s)")] = 600.0,
     baseline: Annotated[
         Path | None,
         typer.Option(
-            help="A previous results.json: A's tok/s to stay within 5 %",
+            help="A previous results.json: A's tok/s over the flood to stay within 5 %",
             exists=True,
             dir_okay=False,
         ),
@@ -110,7 +113,8 @@ def noisy_neighbour_cmd(
         key_a=key_a, key_b=key_b, model=model,
         a_streams=a_streams, a_max_tokens=a_max_tokens,
         b_requests=b_requests, b_max_tokens=b_max_tokens,
-        duration_s=duration, b_delay_s=b_delay, service_runs=service_runs,
+        duration_s=duration, flood_s=flood_seconds, b_delay_s=b_delay,
+        service_runs=service_runs,
         timeout_s=timeout, baseline=baseline,
     )  # fmt: skip
     try:

@@ -3,12 +3,27 @@
 Pure functions only (no I/O but reading a baseline file), so the numbers that judge the fair
 admission queue can be unit-tested. Times are seconds in and milliseconds out, as in ``stats``.
 
-Fairness: Jain's index over each user's achieved throughput divided by its *fair* throughput,
-as in Jain, Chiu and Hawe (1984), where ``x_i = T_i / O_i`` (actual over optimal). The fair
-throughput is the max-min fair (water-filling) share of what the engine served in all, given
-each user's demand: a user asking for less than an equal split is owed only what it asks for,
-and the rest is shared by the others. So a light user (B) is not counted as starved for asking
-for little, and a heavy user (A) is not counted as greedy for using what B left.
+Fairness: Jain's index over each user's achieved share divided by its *fair* share, as in
+Jain, Chiu and Hawe (1984), where ``x_i = T_i / O_i`` (actual over optimal). The fair share is
+the max-min fair (water-filling) share of what was served in all, given each user's demand: a
+user asking for less than an equal split is owed only what it asks for, and the rest is shared
+by the others. So a light user (B) is not counted as starved for asking for little, and a heavy
+user (A) is not counted as greedy for using what B left.
+
+What is shared is the engine's **slots** (its batch): the judged index is over slots held
+(mean concurrent requests past their first token) against slots wanted (mean requests
+outstanding), both seen by the client. That is what a gateway decides: it cannot make one
+sequence of a batch decode faster than the others, and on a continuous-batching engine every
+sequence of the batch decodes at the same speed, so a user's share of the slots is its share
+of the tokens. It is the backlog view of fairness of Sheng et al. (2024, "Fairness in Serving
+Large Language Models", VTC): a user is owed service while it has requests waiting; one whose
+every request is admitted at once got all it asked for.
+
+The index over output tokens/s against each user's demand *alone on an idle engine* is kept
+for context (``fairness_rate``). It cannot reach 0.9 together with A's throughput target on
+an engine whose total tokens/s does not grow with the batch (two CPU cores: ~100 tok/s with 1
+sequence or 5): B's demand alone (~50-70 tok/s) is then half the engine, so B reaching its
+fair share there means A losing half its tokens/s while B is about, whatever the gateway does.
 """
 
 from __future__ import annotations
@@ -77,30 +92,46 @@ def jain_index(values: Sequence[float]) -> float | None:
 
 
 def fairness(
-    throughput: Mapping[str, float], demands: Mapping[str, float | None]
+    achieved_by: Mapping[str, float], demands: Mapping[str, float | None]
 ) -> dict[str, Any]:
     """Per user: achieved, demand, fair share, achieved/fair; and Jain's index over the last.
 
-    Capacity is what the engine served to everybody together in the window (the engines are
-    work-conserving: they serve whatever is queued), so the fair shares add up to it when
-    some demand is unbounded, and 1.0 means every user got exactly its max-min share.
+    ``achieved_by``: tokens/s or slots held, ``demands`` in the same unit. Capacity is what
+    was served to everybody together in the window (the engines are work-conserving: they
+    serve whatever is queued), so the fair shares add up to it when some demand is
+    unbounded or large, and 1.0 means every user got exactly its max-min share.
     """
-    capacity = sum(throughput.values())
+    capacity = sum(achieved_by.values())
     shares = max_min_shares(capacity, demands)
     users: dict[str, dict[str, float | None]] = {}
     normalised: list[float] = []
-    for user, achieved in throughput.items():
+    for user, achieved in achieved_by.items():
         share = shares.get(user, 0.0)
         ratio = achieved / share if share > 0 else None
         if ratio is not None:
             normalised.append(ratio)
         users[user] = {
-            "throughput": achieved,
+            "achieved": achieved,
             "demand": demands.get(user),
             "fair_share": share,
             "normalised": ratio,
         }
     return {"capacity": capacity, "users": users, "jain": jain_index(normalised)}
+
+
+def overlap(interval: tuple[float, float], window: tuple[float, float]) -> float:
+    """Seconds of ``interval`` inside ``window`` (both absolute, low to high)."""
+    return max(0.0, min(interval[1], window[1]) - max(interval[0], window[0]))
+
+
+def mean_concurrency(
+    intervals: Sequence[tuple[float, float]], window: tuple[float, float]
+) -> float:
+    """How many of ``intervals`` were open at once, on average over ``window``."""
+    length = window[1] - window[0]
+    if length <= 0:
+        return 0.0
+    return sum(overlap(interval, window) for interval in intervals) / length
 
 
 def tokens_in_window(
@@ -120,8 +151,9 @@ def tokens_in_window(
 
 
 def baseline_throughput(path: Path, model: str | None = None) -> float | None:
-    """A's output tokens/s in a previous results.json: its noisy-neighbour part of the same
-    model (a suite may hold one per engine), else its first one; None when it has none."""
+    """A's output tokens/s over the whole flood in a previous results.json: its
+    noisy-neighbour part of the same model (a suite may hold one per engine), else its first
+    one; None when it has none."""
     data = json.loads(path.read_text())
     parts = [
         part
@@ -130,7 +162,7 @@ def baseline_throughput(path: Path, model: str | None = None) -> float | None:
     ]
     same = [part for part in parts if part["workload"]["model"] == model]
     for part in same or parts:
-        value = part["flood"]["a"]["output_throughput"]
+        value = part["flood"]["a"].get("flood_output_throughput")
         return float(value) if value is not None else None
     return None
 
@@ -152,16 +184,19 @@ def _ratio_verdict(part: dict[str, Any]) -> str:
 
 
 def _throughput_verdict(part: dict[str, Any]) -> str:
-    mine = part["flood"]["a"]["output_throughput"]
+    """A's tokens/s over the whole flood (it lasts ``flood_s`` at least, B's requests inside
+    it): what fairness costs the heavy user, against the same run without the queue."""
+    mine = part["flood"]["a"]["flood_output_throughput"]
     baseline = part.get("baseline") or {}
     base = baseline.get("a_output_throughput")
     if not base:
         why = f"{baseline['file']} has no noisy-neighbour A throughput" if baseline else ""
-        return f"NOT JUDGED: A output {mine:.1f} tok/s: no baseline{f' ({why})' if why else ''}"
+        reason = f" ({why})" if why else ""
+        return f"NOT JUDGED: A output over the flood {mine:.1f} tok/s: no baseline{reason}"
     change = mine / base - 1
     return _verdict(
         abs(change) <= THROUGHPUT_TOLERANCE,
-        f"A output {mine:.1f} tok/s vs baseline {base:.1f} ({change:+.1%})"
+        f"A output over the flood {mine:.1f} tok/s vs baseline {base:.1f} ({change:+.1%})"
         f" (target within {THROUGHPUT_TOLERANCE:.0%})",
     )
 
@@ -172,7 +207,7 @@ def _jain_verdict(part: dict[str, Any]) -> str:
         return "NOT MEASURED: Jain's fairness index (no throughput in the window)"
     return _verdict(
         jain >= JAIN_TARGET,
-        f"Jain's fairness index {jain:.3f} over throughput / max-min fair share"
+        f"Jain's fairness index {jain:.3f} over slots held / max-min fair share of slots"
         f" (target >= {JAIN_TARGET})",
     )
 
@@ -186,16 +221,18 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _users_table(part: dict[str, Any]) -> list[str]:
-    lines = [
-        "| user | out tok/s | demand tok/s | fair share tok/s | achieved / fair |",
-        "|---|---|---|---|---|",
-    ]
-    for user, u in part["fairness"]["users"].items():
-        demand = "unbounded" if u["demand"] is None else _num(u["demand"], 1)
+SLOT_HEADER = "| user | slots held | slots wanted | fair share | held / fair |"
+RATE_HEADER = "| user | out tok/s | tok/s alone | fair share tok/s | achieved / fair |"
+
+
+def _users_table(result: dict[str, Any], header: str) -> list[str]:
+    lines = [header, "|---|---|---|---|---|"]
+    digits = 2 if header == SLOT_HEADER else 1
+    for user, u in result["users"].items():
+        demand = "unbounded" if u["demand"] is None else _num(u["demand"], digits)
         lines.append(
-            f"| {user} | {_num(u['throughput'], 1)} | {demand} | {_num(u['fair_share'], 1)}"
-            f" | {_num(u['normalised'], 2)} |"
+            f"| {user} | {_num(u['achieved'], digits)} | {demand}"
+            f" | {_num(u['fair_share'], digits)} | {_num(u['normalised'], 2)} |"
         )
     return lines
 
@@ -218,12 +255,15 @@ def _ttft_table(part: dict[str, Any]) -> list[str]:
 def _summary(part: dict[str, Any]) -> str:
     w, flood, a = part["workload"], part["flood"], part["flood"]["a"]
     capped = " (stopped by the time cap)" if flood["capped"] else ""
+    both = flood.get("window_output_throughput")
     return (
         f"`{w['model']}` at {part['url']}. A: {w['a_streams']} streams of max_tokens"
         f" {w['a_max_tokens']}, each sending its next request when the last ends; B: up to"
         f" {w['b_requests']} requests of max_tokens {w['b_max_tokens']}, one at a time, from"
-        f" {w['b_delay_s']:g} s into the flood. Window (B's first request to B's last answer):"
-        f" {flood['window_s']:.1f} s{capped}. A: {a['requests']} requests, {a['completed']}"
+        f" {w['b_delay_s']:g} s into the flood. Flood: {flood['flood_s']:.1f} s{capped};"
+        f" window (B's first request to B's last answer): {flood['window_s']:.1f} s, where A"
+        f" got {_num(a['output_throughput'], 1)} tok/s and both users together"
+        f" {_num(both, 1)}. A: {a['requests']} requests, {a['completed']}"
         f" finished, {a['errors']} errors, {a['cancelled']} cancelled at the end. One A request"
         f" alone: {_num(part['a_service']['median_ms'])} ms (median of"
         f" {len(part['a_service']['runs_ms'])}, {_num(part['a_service']['mean_tokens'])}"
@@ -234,10 +274,19 @@ def _summary(part: dict[str, Any]) -> str:
 def markdown_section(title: str, part: dict[str, Any]) -> str:
     """The part's Markdown: the setting, B's TTFT alone and beside A, throughput per user,
     and the targets MET/MISSED."""
-    lines = [f"### {title}\n", _summary(part), *_ttft_table(part), "", *_users_table(part), ""]
+    lines = [f"### {title}\n", _summary(part), *_ttft_table(part), ""]
+    lines += [*_users_table(part["fairness"], SLOT_HEADER), ""]
     lines.append(
-        "Fair share: max-min split of what both users got together, B's demand being its"
-        " output tokens/s alone, A's unbounded (it always has requests queued).\n"
+        "Slots (judged): mean requests past their first token (held) and mean requests"
+        " outstanding (wanted) over the window; fair share: the max-min split of the slots"
+        " held in all, given what each user wanted.\n"
     )
+    rate = part.get("fairness_rate")
+    if rate is not None:
+        lines += [*_users_table(rate, RATE_HEADER), ""]
+        lines.append(
+            f"Output tokens/s (context; Jain {_num(rate['jain'], 3)}): B's demand is its"
+            " tokens/s alone on the idle engine, A's unbounded.\n"
+        )
     lines += [f"- {line}" for line in part["verdicts"]]
     return "\n".join(lines) + "\n"

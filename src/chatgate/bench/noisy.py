@@ -9,10 +9,13 @@ API keys (two users):
    B's demand in output tokens/s);
 3. the flood: ``a_streams`` A workers, each sending its next long request when the last one
    ends; ``b_delay_s`` later B sends its ``b_requests`` again, one after another. When B is
-   done, or ``duration_s`` after the flood began, A's requests in flight are cancelled.
+   done and the flood has lasted ``flood_s``, or ``duration_s`` after the flood began, A's
+   requests in flight are cancelled.
 
-Throughput is counted in the window from B's first request to B's last answer (both users
-compete there), chunk by chunk, so A's requests cut by the window count for what arrived.
+A's judged throughput is over the whole flood: a fixed length, so that the run with the
+fair queue and the run without it compare, B's requests being a small part of it. In the
+window from B's first request to B's last answer (both users compete there) are counted,
+chunk by chunk, each user's tokens/s and slots held against slots wanted (fairness.py).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class NoisyConfig:
     b_requests: int = 10
     b_max_tokens: int = 16
     duration_s: float = 600.0  # cap on the flood, from its start
+    flood_s: float = 0.0  # the flood lasts this long at least (0: it ends with B)
     b_delay_s: float = 1.0  # B starts this long after A's workers (all of A queued by then)
     service_runs: int = 3
     timeout_s: float = 600.0
@@ -200,6 +204,9 @@ async def _flood(
         except TimeoutError:
             capped = True
         b_end = time.perf_counter()
+        rest = min(config.flood_s, config.duration_s) - (b_end - start)
+        if rest > 0:
+            await asyncio.sleep(rest)
     finally:
         await _stop(workers)
     stop = time.perf_counter()
@@ -238,6 +245,30 @@ def _a_stats(
         "output_throughput": tokens / max(window[1] - window[0], 1e-9),
         "flood_output_throughput": _a_tokens(samples, flood) / max(flood[1] - flood[0], 1e-9),
     }
+
+
+def _held(samples: list[Sample]) -> list[tuple[float, float]]:
+    """When each request held an engine slot, as the client sees it: its first token to its
+    end (for one cancelled at the end, to its cancellation)."""
+    return [
+        (s.started + s.result.ttft, s.started + s.result.e2e)
+        for s in samples
+        if s.result.ttft is not None
+    ]
+
+
+def _outstanding(samples: list[Sample]) -> list[tuple[float, float]]:
+    return [(s.started, s.started + s.result.e2e) for s in samples]
+
+
+def _slots(flood: dict[str, Any]) -> dict[str, Any]:
+    """Jain's index over slots held against slots wanted, in the window (fairness.py)."""
+    window = flood["window"]
+    held = {u: fairness.mean_concurrency(_held(flood[u.lower()]), window) for u in ("A", "B")}
+    wanted = {
+        u: fairness.mean_concurrency(_outstanding(flood[u.lower()]), window) for u in ("A", "B")
+    }
+    return fairness.fairness(held, dict(wanted))
 
 
 def _b_ttfts(samples: list[Sample]) -> tuple[list[float], int]:
@@ -291,7 +322,7 @@ def load_baseline(path: Path | None, model: str) -> dict[str, Any] | None:
 
 def _workload(config: NoisyConfig) -> dict[str, Any]:
     keys = ("model", "a_streams", "a_max_tokens", "b_requests", "b_max_tokens", "duration_s",
-            "b_delay_s", "service_runs")  # fmt: skip
+            "flood_s", "b_delay_s", "service_runs")  # fmt: skip
     return {key: getattr(config, key) for key in keys}
 
 
@@ -317,10 +348,12 @@ def summarise(
             "window_s": window[1] - window[0],
             "flood_s": flood["flood_s"],
             "capped": flood["capped"],
+            "window_output_throughput": a["output_throughput"] + b["output_throughput"],
             "a": a,
             "b": b,
         },
-        "fairness": fairness.fairness(
+        "fairness": _slots(flood),
+        "fairness_rate": fairness.fairness(
             {"A": a["output_throughput"], "B": b["output_throughput"]},
             {"A": None, "B": b_alone["output_throughput"]},
         ),

@@ -1,4 +1,5 @@
-"""``chatgate finetune start|status|cancel`` and ``chatgate mlflow ui``.
+"""``chatgate finetune start|status|cancel|evaluate|promote|versions`` and ``chatgate mlflow
+ui``.
 
 ``start`` runs the job in the foreground, as the operator commands work: on the data
 dir's database directly (no token needed), through the same supervisor a gateway uses, so
@@ -22,10 +23,11 @@ import click
 import typer
 
 from chatgate.cli import bootstrap
+from chatgate.cli.hardware import table_lines
 from chatgate.db.models import FinetuneJob
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.errors import APIError
-from chatgate.finetune import command, gate, jobs
+from chatgate.finetune import command, gate, jobs, versions
 from chatgate.finetune.schemas import JobOut
 from chatgate.finetune.supervisor import FinetuneSupervisor, log_path
 from chatgate.observability.metrics import Metrics
@@ -306,3 +308,61 @@ def promote(
 def _operator() -> str:
     """Who forced a promotion from the command line (the tag ``forced_by``)."""
     return f"cli:{os.environ.get('USER') or os.getuid()}"
+
+
+def _pair(candidate: float | None, base: float | None, digits: int) -> str:
+    """``candidate (base)``: a score of the version beside the base model's."""
+    if candidate is None:
+        return "-"
+    shown = f"{candidate:.{digits}f}"
+    return shown if base is None else f"{shown} ({base:.{digits}f})"
+
+
+def _version_row(version: versions.RegisteredVersion) -> list[str]:
+    found = version.evaluation
+    gate_text = "-" if found is None else found.gate + (" (forced)" if version.forced_by else "")
+    cand = found.candidate if found else versions.EvalScores()
+    base = found.base if found else versions.EvalScores()
+    created = version.created_at.strftime("%Y-%m-%d %H:%M") if version.created_at else "-"
+    return [
+        str(version.version),
+        ",".join(version.aliases) or "-",
+        gate_text,
+        _pair(cand.heldout_keyword, base.heldout_keyword, 2),
+        _pair(cand.heldout_perplexity, base.heldout_perplexity, 2),
+        _pair(cand.regression_keyword, base.regression_keyword, 2),
+        _pair(cand.regression_perplexity, base.regression_perplexity, 2),
+        "-" if found is None or found.leaks is None else str(found.leaks),
+        created,
+    ]
+
+
+VERSION_COLUMNS = ["VERSION", "ALIASES", "GATE", "HELDOUT KW", "HELDOUT PPL", "REGR KW"]
+VERSION_COLUMNS += ["REGR PPL", "LEAKS", "CREATED"]
+
+
+@finetune_app.command("versions")
+def list_versions(
+    name: Annotated[
+        str | None, typer.Argument(help="One fine-tune: BASE:NAME or its registered name")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The registered versions with their aliases and the evaluation gate's verdict; scores
+    are the version's with the base model's in brackets."""
+    settings = Settings()
+    try:
+        found = asyncio.run(versions.list_versions(settings, name))
+    except APIError as exc:
+        raise _fail(exc.message) from exc
+    if json_output:
+        typer.echo(json.dumps(found.model_dump(mode="json"), indent=2))
+        return
+    if not found.models:
+        typer.echo(f"no registered version of {name}" if name else "no registered versions")
+        return
+    for model in found.models:
+        typer.echo(f"{model.model or model.name} (MLflow: {model.name})")
+        rows = [VERSION_COLUMNS]
+        rows += [_version_row(v) for v in model.versions]
+        typer.echo("\n".join("  " + line for line in table_lines(rows)))

@@ -1,10 +1,12 @@
-"""``chatgate models list|check``: the model profiles and whether they fit the GPUs."""
+"""``chatgate models list|check``: the model profiles and whether they fit the GPUs; and
+``deploy|undeploy|rollback|split``: fine-tuned versions, through a running gateway."""
 
 from __future__ import annotations
 
 import json
 import shlex
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Annotated, Any
 
@@ -185,7 +187,7 @@ def check(
 
 # ----- fine-tuned versions, through the running gateway (it restarts its own engines)
 
-DEPLOY_TIMEOUT_SECONDS = 1800.0  # a restart waits for the engine: as long as a switch
+DEPLOY_TIMEOUT_SECONDS = 2400.0  # beyond the gateway's own bound (a download, drain, two starts)
 UrlOption = Annotated[
     str | None, typer.Option("--url", help="The gateway (default: CHATGATE_HOST/PORT)")
 ]
@@ -198,16 +200,25 @@ TokenOption = Annotated[
 
 
 def _admin_post(url: str | None, token: str | None, path: str, body: dict[str, Any]) -> Any:
-    """POST to the gateway's admin API; its error message and exit status 1 on failure."""
+    return _admin_call(url, token, "POST", path, body)
+
+
+def _admin_call(
+    url: str | None, token: str | None, method: str, path: str, body: dict[str, Any] | None
+) -> Any:
+    """Call the gateway's admin API; its error message and exit status 1 on failure."""
     settings = Settings()
     root = (url or base_url(settings.host, settings.port)).rstrip("/")
     if not token:
         raise _usage("an administrator's token is needed: --token or CHATGATE_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(
         root + path,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers=headers,
+        method=method,
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -247,17 +258,46 @@ def deploy_version(
         typer.echo(f"deployed {result['model_id']} (on {result['base']})")
 
 
-@models_app.command("rollback")
-def rollback_version(
-    name: Annotated[str, typer.Argument(help="BASE:NAME, e.g. smollm2-135m:zanthia")],
+@models_app.command("undeploy")
+def undeploy_version(
+    model_id: Annotated[str, typer.Argument(help="BASE:NAME@VERSION, e.g. smollm2-135m:zanthia@3")],
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Move the alias champion back to the previous version and deploy it."""
-    result = _admin_post(url, token, "/api/admin/models/rollback", {"name": name})
+    """Stop serving a fine-tuned version on every gateway (and any split to it)."""
+    path = "/api/admin/models/deployments/" + urllib.parse.quote(model_id, safe="")
+    result = _admin_call(url, token, "DELETE", path, None)
     if json_output:
         typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"undeployed {model_id}")
+    for item in result["deployments"]:
+        typer.echo(f"  still deployed: {item['model_id']}")
+
+
+@models_app.command("rollback")
+def rollback_version(
+    name: Annotated[str, typer.Argument(help="BASE:NAME, e.g. smollm2-135m:zanthia")],
+    to_base: Annotated[
+        bool,
+        typer.Option(
+            "--to-base", help="Undeploy every version of NAME: its base model answers alone"
+        ),
+    ] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Move the alias champion back to the previous version and deploy it (--to-base:
+    serve the base model alone)."""
+    body = {"name": name, "to_base": to_base}
+    result = _admin_post(url, token, "/api/admin/models/rollback", body)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+    elif to_base:
+        gone = ", ".join(result["undeployed"]) or "none was deployed"
+        typer.echo(f"{result['base']} answers alone (undeployed: {gone})")
     else:
         typer.echo(f"champion is now {result['model_id']}")
 

@@ -85,9 +85,7 @@ class User(Base):
     # (Settings.training_default_opt_in); True/False: the user's own choice (migration 0008).
     training_opt_in: Mapped[bool | None] = mapped_column(Boolean, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class RoleLimits(Base):
@@ -306,3 +304,33 @@ class FinetuneJob(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ModelDeployment(Base):
+    """A fine-tuned version the fleet should serve (finetune/reconcile.py): the desired
+    state every gateway reads. Each host's engine leader downloads and loads it; ``error``
+    is the last attempt's failure (the attempt ``request_id`` names), so the gateway that
+    asked can answer with it; a new deploy of the same version clears it (migration 0010)."""
+
+    __tablename__ = "model_deployments"
+
+    model_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    base: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    registered: Mapped[str] = mapped_column(String(512))  # the MLflow registered model
+    request_id: Mapped[str] = mapped_column(String(32))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deployed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelSplit(Base):
+    """An A/B split of a base model's web chats (finetune/split.py; migration 0010)."""
+
+    __tablename__ = "model_splits"
+
+    base: Mapped[str] = mapped_column(String(256), primary_key=True)
+    to_model: Mapped[str] = mapped_column(String(300))
+    percent: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

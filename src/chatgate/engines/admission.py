@@ -13,19 +13,31 @@ next waiter in this order:
    each tenant's last finish tag F. A new waiter gets ``S = max(V, F)`` and
    ``F = S + 1/weight``; the smallest S goes first, ties by arrival.
 
-Fairness bound (a request costs one unit: the gateway cannot know how long it will hold
-its slot): while tenants i and j of one class both have waiters, the slots n_i and n_j
-they are granted satisfy ``|n_i/w_i - n_j/w_j| <= 1/w_i + 1/w_j``. Requests admitted at
-once are charged like the others, so a tenant that holds k slots queues k tags behind one
-that holds none: a tenant with nothing in flight or waiting that sends one request is
-served at the next free slot (after the waiters of higher classes, and after at most one
-waiter of each other tenant whose tag ties with it), however long the others' backlogs
-are. Measured on the embedded engine (bench/README.md): the newcomer's first token went
-from 30 s behind a 16-stream flood to about one request's time.
+A request for ``n`` answers holds n slots (llama-server and vLLM generate them at once,
+one slot each) and is charged n: ``F = S + n/weight``. Fairness bound (a request costs its
+slots: the gateway cannot know how long it holds them): while tenants i and j of one class
+both have waiters, the slots n_i and n_j they are granted satisfy ``|n_i/w_i - n_j/w_j| <=
+k_i/w_i + k_j/w_j``, k being the most slots one request of the tenant holds (1 without
+``n``). Requests admitted at once are charged too, so a tenant that holds k slots queues k
+tags behind one that holds none: a tenant with nothing in flight or waiting that sends one
+request is served at the next free slots (after the waiters of higher classes, and after
+at most one waiter of each other tenant whose tag ties with it), however long the others'
+backlogs. Measured on the embedded engine (bench/README.md): the newcomer's first token
+went from 30 s behind a 16-stream flood to about one request's time.
 
-A request is admitted at once only when a slot is free and nobody waits, so no one
+Order is strict: a waiter needing more slots than are free stops all behind it (freed
+slots wait for it); letting smaller ones pass would let a steady stream of them keep k
+slots from ever being free at once, starving every request for n answers. The price: up
+to k - 1 idle slots until k are free. A waiter only the headroom keeps out (below) is
+passed, as with one slot, but never by its own tenant's later waiters, so it is served
+once its tenant's earlier requests finish at the latest. A request for more slots than the
+pool has is clamped to it: ``openai_api/service._choices`` refuses n above a replica's
+slots, but a pool whose replicas failed, or whose slot count is a default, may have fewer,
+and the request would never be served.
+
+A request is admitted at once only when its slots are free and nobody waits, so no one
 overtakes a waiter. Time is read from an injected clock (waits, hold times); timeouts use
-the event loop's timer. Waiters sleep on futures: a freed slot is handed to one of them.
+the event loop's timer. Waiters sleep on futures: freed slots are handed to them.
 """
 
 from __future__ import annotations
@@ -40,6 +52,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
+from chatgate.engines.headroom import Headroom
+
 log = logging.getLogger("chatgate.engines")
 
 Priority = Literal["interactive", "api", "batch"]
@@ -50,8 +64,6 @@ PRIORITY_RANK: Mapping[str, int] = _RANK  # 0 first: the shared ledger orders cl
 # Weight of the newest hold time in the rolling mean used for retry-after estimates.
 _HOLD_ALPHA = 0.2
 _tickets = itertools.count(1)
-_HEADROOM_MIN_CAPACITY = 3  # smaller pools keep no slot back: it would be a third or half
-_SEEN_MAX = 1024
 
 
 def next_ticket() -> int:
@@ -80,12 +92,13 @@ class QueueTimeout(AdmissionRejected):
 
 @dataclass(frozen=True)
 class Grant:
-    """One held slot. ``ticket`` makes each grant distinct, so it is released exactly once."""
+    """Held slots. ``ticket`` makes each grant distinct, so it is released exactly once."""
 
     tenant: str
     priority: Priority
     waited: float  # seconds spent in the queue (0.0 when admitted at once)
     ticket: int
+    slots: int = 1  # engine slots held: the request's answers (``n``), clamped to the pool
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,7 @@ class _Waiter:
     priority: Priority
     start: float  # start and finish tags, in the class's virtual time
     finish: float
+    slots: int  # as asked, clamped to the capacity then
     enqueued: float
     on_position: Callable[[int], None] | None
     future: asyncio.Future[Grant] = field(init=False)
@@ -126,31 +140,6 @@ class _ClassClock:
         self.waiting = 0
 
 
-class _Headroom:
-    """While more than one tenant uses the pool (within ``window`` seconds), one slot of
-    three or more is kept for tenants that hold none: without preemption, a newcomer would
-    otherwise wait for a flooding tenant's next request to finish, and a flood's requests
-    start and finish together. Measured: bench/README.md (noisy neighbour)."""
-
-    def __init__(self, window: float, clock: Callable[[], float]) -> None:
-        self._window = window
-        self._clock = clock
-        self._seen: dict[str, float] = {}
-
-    def saw(self, tenant: str) -> None:
-        now = self._clock()
-        self._seen[tenant] = now
-        if len(self._seen) > _SEEN_MAX:  # bounded: forget those gone quiet
-            self._seen = {t: at for t, at in self._seen.items() if now - at <= self._window}
-
-    def reserve(self, capacity: int) -> int:
-        if capacity < _HEADROOM_MIN_CAPACITY:
-            return 0
-        now = self._clock()
-        active = sum(1 for at in self._seen.values() if now - at <= self._window)
-        return 1 if active > 1 else 0
-
-
 class AdmissionQueue:
     """Capacity slots + a fair wait queue for one engine pool (a model's replicas)."""
 
@@ -164,13 +153,14 @@ class AdmissionQueue:
         headroom_window: float | None = 60.0,  # None: no slot kept back
     ) -> None:
         self.name = name
-        self._headroom = _Headroom(headroom_window, clock) if headroom_window else None
+        self._headroom = Headroom(headroom_window, clock) if headroom_window else None
         self.max_waiting = max_waiting
         self._clock = clock
         self._capacity = 0
         self._waiters: list[_Waiter] = []  # in dispatch order
         self._classes = {p: _ClassClock() for p in PRIORITIES}
-        self._held: dict[int, float] = {}  # ticket -> when granted
+        self._held: dict[int, tuple[float, int]] = {}  # ticket -> when granted, slots
+        self._busy = 0  # slots held
         self._in_flight: dict[str, int] = {}
         self._mean_hold: float | None = None
         self.capacity = capacity
@@ -190,7 +180,7 @@ class AdmissionQueue:
 
     @property
     def busy(self) -> int:
-        return len(self._held)
+        return self._busy
 
     @property
     def waiting(self) -> int:
@@ -207,21 +197,24 @@ class AdmissionQueue:
         priority: Priority = "api",
         timeout: float | None = None,
         on_position: Callable[[int], None] | None = None,
+        slots: int = 1,
     ) -> Grant:
-        """A slot, at once or after waiting; raises QueueFull or QueueTimeout."""
-        if not weight > 0 or priority not in _RANK:
-            raise ValueError(f"bad weight {weight!r} or priority {priority!r}")
+        """``slots`` slots (clamped to the capacity), at once or after waiting; raises
+        QueueFull or QueueTimeout."""
+        if not weight > 0 or priority not in _RANK or slots < 1:
+            raise ValueError(f"bad weight {weight!r}, priority {priority!r} or slots {slots!r}")
         if self._headroom is not None:
             self._headroom.saw(tenant)
-        if not self._waiters and self._may_take(tenant):
-            self._charge(tenant, priority, weight)
-            return self._grant(tenant, priority, 0.0)
+        need = max(1, min(slots, self._capacity))
+        if not self._waiters and self._may_take(tenant, need):
+            self._charge(tenant, priority, need / weight)
+            return self._grant(tenant, priority, 0.0, need)
         if len(self._waiters) >= self.max_waiting:
             raise QueueFull(
                 f"{self.name}: {len(self._waiters)} requests are already waiting",
                 self._estimate(len(self._waiters)),
             )
-        waiter = self._enqueue(tenant, priority, weight, on_position)
+        waiter = self._enqueue(tenant, priority, need / weight, need, on_position)
         self._dispatch()  # a slot kept as headroom may be free for this one
         timer = None
         if timeout is not None:
@@ -236,11 +229,14 @@ class AdmissionQueue:
                 timer.cancel()
 
     def release(self, grant: Grant) -> None:
-        """Give a slot back; the next waiter gets it. Unknown or repeated grants raise."""
-        granted = self._held.pop(grant.ticket, None)
-        if granted is None:
+        """Give a grant's slots back; the next waiters get them. Unknown or repeated grants
+        raise. The slots freed are those recorded when granted, not the grant's word."""
+        held = self._held.pop(grant.ticket, None)
+        if held is None:
             raise ValueError(f"{self.name}: grant {grant.ticket} is not held here")
-        count = self._in_flight[grant.tenant] - 1
+        granted, slots = held
+        self._busy -= slots
+        count = self._in_flight[grant.tenant] - slots
         if count:
             self._in_flight[grant.tenant] = count
         else:
@@ -249,7 +245,7 @@ class AdmissionQueue:
         self._dispatch()
 
     def record_hold(self, seconds: float) -> None:
-        """One slot hold time, for retry-after estimates (also of the shared ledger's)."""
+        """One grant's hold time, for retry-after estimates (also of the shared ledger's)."""
         mean = self._mean_hold
         self._mean_hold = seconds if mean is None else mean + _HOLD_ALPHA * (seconds - mean)
 
@@ -267,18 +263,20 @@ class AdmissionQueue:
             mean_hold=self._mean_hold,
         )
 
-    def _grant(self, tenant: str, priority: Priority, waited: float) -> Grant:
-        grant = Grant(tenant, priority, waited, next(_tickets))
-        self._held[grant.ticket] = self._clock()
-        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+    def _grant(self, tenant: str, priority: Priority, waited: float, slots: int) -> Grant:
+        grant = Grant(tenant, priority, waited, next(_tickets), slots)
+        self._held[grant.ticket] = (self._clock(), slots)
+        self._busy += slots
+        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + slots
         return grant
 
-    def _charge(self, tenant: str, priority: Priority, weight: float) -> None:
-        """A request admitted at once is served too: it moves its tenant's finish tag on,
-        so a tenant already holding slots queues behind one holding none."""
+    def _charge(self, tenant: str, priority: Priority, cost: float) -> None:
+        """A request admitted at once is served too: it moves its tenant's finish tag on
+        (by slots / weight), so a tenant already holding slots queues behind one holding
+        none."""
         cls = self._classes[priority]
         start = max(cls.virtual, cls.finish.get(tenant, 0.0))
-        cls.finish[tenant] = start + 1.0 / weight
+        cls.finish[tenant] = start + cost
         cls.virtual = start
 
     def _forget_idle(self, cls: _ClassClock) -> None:
@@ -290,12 +288,13 @@ class AdmissionQueue:
         self,
         tenant: str,
         priority: Priority,
-        weight: float,
+        cost: float,
+        slots: int,
         on_position: Callable[[int], None] | None,
     ) -> _Waiter:
         cls = self._classes[priority]
         start = max(cls.virtual, cls.finish.get(tenant, 0.0))
-        waiter = _Waiter(tenant, priority, start, start + 1.0 / weight, self._clock(), on_position)
+        waiter = _Waiter(tenant, priority, start, start + cost, slots, self._clock(), on_position)
         cls.finish[tenant] = waiter.finish
         cls.waiting += 1
         index = bisect.bisect(self._waiters, waiter.key, key=lambda w: w.key)
@@ -318,22 +317,29 @@ class AdmissionQueue:
         self._report(index)
         return index
 
-    def _may_take(self, tenant: str) -> bool:
-        """A free slot, and for a tenant already holding slots one beyond the headroom."""
-        free = self._capacity - self.busy
-        if free <= 0:
+    def _may_take(self, tenant: str, need: int) -> bool:
+        """``need`` free slots, and for a tenant already holding slots the headroom left
+        free beyond them."""
+        free = self._capacity - self._busy
+        if free < need:
             return False
         if self._headroom is None or tenant not in self._in_flight:
             return True
-        return free > self._headroom.reserve(self._capacity)
+        return free - need >= self._headroom.reserve(self._capacity)
 
     def _dispatch(self) -> None:
-        """Hand free slots to the first waiters in order that may take one, then tell the
-        rest their place."""
+        """Hand free slots to the waiters in order, then tell the rest their place. One
+        needing more than are free stops the round; one the headroom keeps out is passed,
+        but not by its tenant's later waiters (see the module's docstring)."""
         index, served = 0, 0
-        while index < len(self._waiters) and self.busy < self._capacity:
+        passed: set[str] = set()
+        while index < len(self._waiters) and self._busy < self._capacity:
             waiter = self._waiters[index]
-            if not self._may_take(waiter.tenant):
+            need = min(waiter.slots, self._capacity)  # the capacity may have dropped since
+            if self._capacity - self._busy < need:
+                break
+            if waiter.tenant in passed or not self._may_take(waiter.tenant, need):
+                passed.add(waiter.tenant)
                 index += 1
                 continue
             del self._waiters[index]
@@ -344,7 +350,7 @@ class AdmissionQueue:
             if not cls.waiting:
                 self._forget_idle(cls)  # its busy period ended
             waited = max(0.0, self._clock() - waiter.enqueued)
-            waiter.future.set_result(self._grant(waiter.tenant, waiter.priority, waited))
+            waiter.future.set_result(self._grant(waiter.tenant, waiter.priority, waited, need))
         if served:
             self._report(0)
 

@@ -271,13 +271,20 @@ class EngineCoordinator:
                 self._poke()
 
     async def _report(self) -> None:
+        """This follower's in-flight requests on what the leader drains: a switch's previous
+        model, or the draining entries of a restart (``manager.drain_id``)."""
         status = self.manager.switch
-        if status is None or status.finished or status.phase != "draining":
+        registry = self.manager.registry
+        if status is not None and not status.finished and status.phase == "draining":
+            entry = registry.get(status.previous) if status.previous else None
+            drain_id, count = status.id, entry.outstanding() if entry is not None else 0
+        elif self.manager.drain_id is not None:
+            drain_id = self.manager.drain_id
+            count = sum(e.outstanding() for e in registry.all_models() if e.draining)
+        else:
             return
-        entry = self.manager.registry.get(status.previous) if status.previous else None
         self._seq += 1
-        count = entry.outstanding() if entry is not None else 0
-        await self._store.report(status.id, self.replica, count, self._seq)
+        await self._store.report(drain_id, self.replica, count, self._seq)
 
     def _poke(self, **data: Any) -> None:
         if self._events is not None:

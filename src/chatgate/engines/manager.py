@@ -109,6 +109,10 @@ class EngineManager:
         self._engines: dict[str, ManagedEngine] = {}  # at most one per profile
         self.active_profile: str | None = None
         self.switch: SwitchStatus | None = None
+        # A restart that is no switch (a fine-tuned version deployed: finetune/rollout.py)
+        # drains under this id; the fleet's followers report their in-flight requests
+        # against it as they do for a switch (coordinator.py).
+        self.drain_id: str | None = None
         self.disabled: set[str] = set()  # ids admins disabled (models or profiles: bounded)
         self._task: asyncio.Task[None] | None = None
         self.fleet: SwitchFleet | None = None  # set when several processes may serve

@@ -6,19 +6,24 @@ follower ``apply()``-s it: same entries pointing at the leader's engine (endpoin
 kept while the URL stays, so in-flight counts survive), same draining flags, same
 default. A pending switch request drains the previous model at once, before the leader
 even picked it up, so every gateway refuses new requests for it from the same moment.
+
+Each entry also carries the fine-tuned versions served on it (finetune/deploy.py: id,
+adapter route, draining) and whether its base requests name no adapter, so a follower
+registers exactly the versions the leader's engine serves, and drops them with it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from chatgate.engines.endpoint import Endpoint, Timeouts
 from chatgate.engines.fleet_store import Doc
 from chatgate.engines.launch import profile_slots
 from chatgate.engines.manager import EngineManager, entry_for_profile
-from chatgate.engines.registry import ModelEntry
+from chatgate.engines.registry import BASE_ONLY, AdapterRoute, ModelEntry
 from chatgate.engines.switch import SwitchStatus
+from chatgate.finetune import deploy
 from chatgate.settings import Settings
 
 log = logging.getLogger("chatgate.engines")
@@ -38,6 +43,8 @@ def snapshot(manager: EngineManager, leader: str) -> Doc:
                 "base_url": endpoint.base_url if endpoint else None,
                 "draining": entry.draining,
                 "failure": endpoint.failure if endpoint else None,
+                "base_adapter": entry.adapter is not None,
+                "versions": _versions(manager, model_id),
             }
         )
     return {
@@ -46,7 +53,22 @@ def snapshot(manager: EngineManager, leader: str) -> Doc:
         "default_model": registry.default_model,
         "entries": entries,
         "switch": manager.switch.public() if manager.switch else None,
+        "drain_id": manager.drain_id,
     }
+
+
+def _versions(manager: EngineManager, base: str) -> list[Doc]:
+    return [
+        {
+            "id": entry.id,
+            "engine": entry.adapter.engine,
+            "lora_id": entry.adapter.lora_id,
+            "lora_name": entry.adapter.lora_name,
+            "draining": entry.draining,
+        }
+        for entry in sorted(deploy.versions_of(manager.registry, base), key=lambda e: e.id)
+        if entry.adapter is not None
+    ]
 
 
 def apply(
@@ -59,9 +81,12 @@ def apply(
         for model_id in sorted(manager.owned - wanted.keys()):
             registry.remove(model_id)
             manager.owned.discard(model_id)
+            deploy.sync_entries(registry, model_id, {})  # its versions go with it
         for item in wanted.values():
             _mirror_entry(manager, settings, item)
+            _mirror_versions(manager, item)
         manager.active_profile = state.get("active")
+        manager.drain_id = state.get("drain_id")
         if state.get("default_model"):
             registry.default_model = str(state["default_model"])
     published = (state or {}).get("switch")
@@ -100,6 +125,28 @@ def _mirror_entry(manager: EngineManager, settings: Settings, item: Doc) -> None
     entry.enabled = manager.is_enabled(model_id)
     for endpoint in entry.endpoints:
         endpoint.failure = item.get("failure")
+
+
+def _mirror_versions(manager: EngineManager, item: Doc) -> None:
+    """The versions the leader serves on this entry's engine, routed the same way."""
+    model_id = str(item["id"])
+    if model_id not in manager.owned:
+        return  # attached here: this gateway's own reconciler registers its versions
+    routes: dict[str, AdapterRoute] = {}
+    draining: dict[str, bool] = {}
+    for version in item.get("versions") or []:
+        engine: Literal["llamacpp", "vllm"] = (
+            "vllm" if version.get("engine") == "vllm" else "llamacpp"
+        )
+        route = AdapterRoute(engine, int(version["lora_id"]), str(version["lora_name"]))
+        routes[str(version["id"])] = route
+        draining[str(version["id"])] = bool(version.get("draining"))
+    own = AdapterRoute("llamacpp", BASE_ONLY) if item.get("base_adapter") else None
+    deploy.sync_entries(manager.registry, model_id, routes, own)
+    for version_id, drained in draining.items():
+        entry = manager.registry.get(version_id)
+        if entry is not None:
+            entry.draining = drained
 
 
 def _built(

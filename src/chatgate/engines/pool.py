@@ -47,6 +47,16 @@ class Ticket:
     priority: Priority = "api"
     weight: float = 1.0
     on_position: Callable[[int], None] | None = None  # waiters ahead, while waiting
+    # Engine slots the request occupies: its ``n`` (llama-server and vLLM generate the n
+    # answers of one request at once, a slot each), so n of them are held, not one.
+    slots: int = 1
+
+    def classed(self, priority: Priority | None, weight: float) -> Ticket:
+        """This ticket in the class and with the weight the limits gave the caller's key
+        or user (``priority`` None: the route's own class, kept unless weighted)."""
+        if weight == 1.0 and priority is None:
+            return self
+        return dataclasses.replace(self, priority=priority or "api", weight=weight)
 
 
 @dataclass
@@ -177,6 +187,7 @@ class EnginePools:
                     priority=ticket.priority,
                     timeout=self._timeout,
                     on_position=ticket.on_position,
+                    slots=ticket.slots,
                 )
             except QueueTimeout as exc:
                 estimate = queue.estimate(self._ledger.waiting(model_id))
@@ -189,6 +200,7 @@ class EnginePools:
             priority=ticket.priority,
             timeout=self._timeout,
             on_position=ticket.on_position,
+            slots=ticket.slots,
         )
 
     def _fallback(self, down: bool) -> None:

@@ -22,11 +22,12 @@ live gateway's slots. Releases are idempotent (by ticket) and retried until Redi
 
 Fairness bound. While Redis answers, the fleet keeps one queue, so the single-queue bound of
 ``admission.py`` holds across gateways, independently of G: while tenants i and j of one
-class both wait, the slots they are granted satisfy |n_i/w_i - n_j/w_j| <= 1/w_i + 1/w_j,
-and the engines see at most ``slots`` requests of the fleet at once. The deviations are in
-time, not in order: a freed slot reaches a waiter on another gateway one Redis round trip
-(the release) plus one BLPOP delivery later (about 1 ms on a LAN); a dead gateway's slots
-stay counted busy for at most ``lease_seconds`` + 1 s (capacity idles, nobody overtakes);
+class both wait, the slots they are granted satisfy |n_i/w_i - n_j/w_j| <= k_i/w_i + k_j/w_j
+(k: the most slots one request of the tenant holds, its ``n``), and the engines see at most
+``slots`` sequences of the fleet at once. The deviations are in time, not in order: freed
+slots reach a waiter on another gateway one Redis round trip (the release) plus one BLPOP
+delivery later (about 1 ms on a LAN); a dead gateway's slots stay counted busy for at most
+``lease_seconds`` + 1 s (capacity idles, nobody overtakes);
 a gateway whose event loop stalls beyond its lease is reaped and may then run up to its
 held slots beyond ``slots`` until they finish (it logs ``lease lapsed``); so may every
 gateway after Redis restarts empty (the slots held then are forgotten). Gateways must
@@ -73,6 +74,7 @@ class _Pending:
     rank: int
     enqueued: float
     on_position: Callable[[int], None] | None
+    slots: int  # as asked; as granted once the grant names them
     future: asyncio.Future[float] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -92,7 +94,8 @@ class SharedLedger:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.gateway = uuid.uuid4().hex[:16]
-        self._prefix = f"{prefix}-adm"
+        # "-adm2": entries with slot counts (ledger_lua.py), apart from the older format
+        self._prefix = f"{prefix}-adm2"
         self._grants = f"{self._prefix}:grants:"
         self._lease_ms = max(1, int(lease_seconds * 1000))
         self._beat = min(1.0, lease_seconds / 3)
@@ -101,7 +104,7 @@ class SharedLedger:
         self._clock = clock
         self._redis = LedgerRedis(redis_url, self._prefix, self._grants)
         self._capacity: dict[str, int] = {}  # per model, as last seen
-        self._held: dict[int, tuple[str, float]] = {}  # ticket -> model, when granted
+        self._held: dict[int, tuple[str, float, int]] = {}  # ticket -> model, when, slots
         self._count: dict[str, int] = {}  # held slots per model
         self._pending: dict[int, _Pending] = {}
         # Releases not yet sent (or that failed): ticket -> model. One task sends them, many
@@ -145,24 +148,25 @@ class SharedLedger:
         priority: Priority = "api",
         timeout: float | None = None,
         on_position: Callable[[int], None] | None = None,
+        slots: int = 1,
     ) -> Grant | None:
-        """A slot of the fleet's, at once or after waiting; None: Redis failed, so the
-        caller admits locally. Raises QueueTimeout."""
-        if not weight > 0 or priority not in PRIORITY_RANK:
-            raise ValueError(f"bad weight {weight!r} or priority {priority!r}")
+        """``slots`` of the fleet's slots (clamped to ``capacity``), at once or after
+        waiting; None: Redis failed, so the caller admits locally. Raises QueueTimeout."""
+        if not weight > 0 or priority not in PRIORITY_RANK or slots < 1:
+            raise ValueError(f"bad weight {weight!r}, priority {priority!r} or slots {slots!r}")
         self._capacity[model] = capacity
         self._start()
         ticket, rank = next_ticket(), PRIORITY_RANK[priority]
-        pending = _Pending(model, "", rank, self._clock(), on_position)
+        pending = _Pending(model, "", rank, self._clock(), on_position, slots)
         self._pending[ticket] = pending  # before the script runs: its grant may come first
-        args = (tenant, rank, repr(float(weight)), capacity, HEADROOM_WINDOW, self._lease_ms)
+        args = (tenant, rank, repr(float(weight)), capacity, HEADROOM_WINDOW, self._lease_ms, slots)
         reply = await self._admit(model, ticket, pending, args)
         if reply is None:
             return None
         if int(reply[0]) == 1:
             self._pending.pop(ticket, None)
             _retrieve(pending.future)
-            return self._hold(model, ticket, tenant, priority, 0.0)
+            return self._hold(model, ticket, tenant, priority, 0.0, int(reply[1]))
         pending.member = _text(reply[2])
         self._report(pending, int(reply[1]))
         try:
@@ -174,7 +178,7 @@ class SharedLedger:
         except asyncio.CancelledError:
             self._abandon(ticket, pending)
             raise
-        return self._hold(model, ticket, tenant, priority, waited)
+        return self._hold(model, ticket, tenant, priority, waited, pending.slots)
 
     async def _admit(
         self, model: str, ticket: int, pending: _Pending, args: tuple[str | int | float, ...]
@@ -197,13 +201,13 @@ class SharedLedger:
         return reply
 
     def release(self, grant: Grant) -> float:
-        """Give a slot back (in the background: this runs after the response); how long
-        it was held."""
+        """Give a grant's slots back (in the background: this runs after the response); how
+        long they were held."""
         held = self._held.pop(grant.ticket, None)
         if held is None:
             raise ValueError(f"grant {grant.ticket} is not held in the shared ledger")
-        model, granted = held
-        self._count[model] -= 1
+        model, granted, slots = held
+        self._count[model] -= slots
         self._free(model, grant.ticket)
         return max(0.0, self._clock() - granted)
 
@@ -226,11 +230,11 @@ class SharedLedger:
         await self._redis.close()
 
     def _hold(
-        self, model: str, ticket: int, tenant: str, priority: Priority, waited: float
+        self, model: str, ticket: int, tenant: str, priority: Priority, waited: float, slots: int
     ) -> Grant:
-        self._held[ticket] = (model, self._clock())
-        self._count[model] = self._count.get(model, 0) + 1
-        return Grant(tenant, priority, waited, ticket)
+        self._held[ticket] = (model, self._clock(), slots)
+        self._count[model] = self._count.get(model, 0) + slots
+        return Grant(tenant, priority, waited, ticket, slots)
 
     async def _give_up(self, ticket: int, pending: _Pending) -> float:
         """The wait timed out: leave the queue, unless a slot was granted meanwhile."""
@@ -308,12 +312,13 @@ class SharedLedger:
                 self._failed(exc)
 
     def _deliver(self, message: bytes | str) -> None:
-        model, ticket_text, _tenant = _text(message).split("\n", 2)
+        model, ticket_text, slots, _tenant = _text(message).split("\n", 3)
         ticket = int(ticket_text)
         pending = self._pending.pop(ticket, None)
         if pending is None or pending.future.done():  # its waiter left: give it back
             self._free(model, ticket)
             return
+        pending.slots = int(slots)  # fewer than asked if the fleet's capacity dropped since
         pending.future.set_result(max(0.0, self._clock() - pending.enqueued))
 
     def _report(self, pending: _Pending, position: int) -> None:

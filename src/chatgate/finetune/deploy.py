@@ -6,9 +6,12 @@ registered MLflow model ``<base>-<name>``'s version. It has no engine of its own
 entry shares the base model's endpoints and selects its adapter per request
 (``AdapterRoute``): llama.cpp loads every deployed GGUF LoRA at start with
 ``--lora-init-without-apply`` (scale 0: the base model is unchanged) and a request picks
-one by index; vLLM loads the PEFT adapter under the version's id. The list lives in
-``<data dir>/adapters/deployed.json`` so a restart (and the engine's launch plan, which
-reads it at every start) keeps it; its order is the llama.cpp adapters' order.
+one by index; vLLM loads the PEFT adapter under the version's id.
+
+What the fleet should serve is in the database (``desired.py``); what this host's engine
+loaded is its *applied list*, ``<data dir>/adapters/deployed.json`` (local paths of the
+downloaded files), written by the host's engine leader (``reconcile.py``) and read by the
+engine's launch plan at every start; its order is the llama.cpp adapters' order.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from chatgate.engines.profiles import ModelProfile
 from chatgate.engines.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.settings import Settings
@@ -149,33 +151,62 @@ def route_for(
     return AdapterRoute(engine, lora_id=ids.index(model_id), lora_name=model_id)
 
 
-def register(
-    registry: ModelRegistry, profiles: dict[str, ModelProfile], deployments: list[Deployment]
-) -> list[str]:
-    """Entries for the deployed versions whose base model is served here (same endpoints,
-    the adapter selected per request); the ids registered."""
-    added: list[str] = []
-    for base_id in {d.base for d in deployments}:
-        base = registry.get(base_id)
-        profile = profiles.get(base_id)
-        if base is None or profile is None or profile.engine not in ("llamacpp", "vllm"):
-            continue
-        engine: Literal["llamacpp", "vllm"] = "vllm" if profile.engine == "vllm" else "llamacpp"
-        mine = for_base(deployments, base_id)
-        if engine == "llamacpp":
-            base.adapter = AdapterRoute(engine, lora_id=BASE_ONLY)
-        for deployment in mine:
-            registry.remove(deployment.model_id)
-            route = route_for(engine, mine, deployment.model_id)
-            registry.add(version_entry(base, deployment, route))
-            added.append(deployment.model_id)
-    return added
+def routes(
+    engine: Literal["llamacpp", "vllm"], applied: list[Deployment], served: set[str]
+) -> dict[str, AdapterRoute]:
+    """The routes of the ``served`` ids among ``applied`` (one base's list, in the engine's
+    adapter order: a llama.cpp index counts every loaded adapter, served or not)."""
+    return {
+        d.model_id: route_for(engine, applied, d.model_id) for d in applied if d.model_id in served
+    }
 
 
-def version_entry(base: ModelEntry, deployment: Deployment, route: AdapterRoute) -> ModelEntry:
+def base_route(
+    engine: Literal["llamacpp", "vllm"], applied: list[Deployment]
+) -> AdapterRoute | None:
+    """A llama.cpp base model on an engine with adapters loaded names none explicitly."""
+    return AdapterRoute("llamacpp", lora_id=BASE_ONLY) if engine == "llamacpp" and applied else None
+
+
+def sync_entries(
+    registry: ModelRegistry,
+    base_id: str,
+    served: dict[str, AdapterRoute],
+    own_route: AdapterRoute | None = None,
+) -> bool:
+    """Make ``base_id``'s version entries exactly ``served`` (id -> route): added, removed,
+    rebuilt when the base entry was replaced (a switch away and back, a follower's new
+    leader). No base entry: none. ``own_route``: the base model's own (``BASE_ONLY`` on a
+    llama.cpp engine with adapters loaded). Returns whether anything changed."""
+    base = registry.get(base_id)
+    current = {e.id: e for e in versions_of(registry, base_id)}
+    wanted = served if base is not None else {}
+    changed = False
+    for model_id in current.keys() - wanted.keys():
+        registry.remove(model_id)
+        changed = True
+    if base is None:
+        return changed
+    if base.adapter != own_route:
+        base.adapter = own_route
+        changed = True
+    for model_id, route in wanted.items():
+        entry = current.get(model_id)
+        if entry is None or entry.endpoints is not base.endpoints or entry.adapter != route:
+            registry.remove(model_id)
+            registry.add(version_entry(base, model_id, route))
+            changed = True
+        else:
+            entry.enabled = base.enabled
+    return changed
+
+
+def version_entry(base: ModelEntry, model_id: str, route: AdapterRoute) -> ModelEntry:
+    ref = parse_model_id(model_id)
+    label = f"{ref.name} v{ref.ref}" if ref else model_id
     return ModelEntry(
-        id=deployment.model_id,
-        name=f"{base.name} · {deployment.name} v{deployment.version}",
+        id=model_id,
+        name=f"{base.name} · {label}",
         endpoints=base.endpoints,  # the same replicas (and their load accounting)
         default_params=dict(base.default_params),
         context_length=base.context_length,

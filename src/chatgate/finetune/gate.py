@@ -104,13 +104,21 @@ async def _run(
     command.check_trainer(settings)
     _busy.add(key)
     try:
-        code, out, err = await _spawn(argv, command.environment(settings), timeout)
+        code, out, err = await spawn(argv, command.environment(settings), timeout)
     finally:
         _busy.discard(key)
     return _interpret(code, out, err)
 
 
-async def _spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+async def spawn(
+    argv: list[str],
+    env: dict[str, str],
+    timeout: float,
+    what: tuple[str, str] = ("the evaluator", "evaluation_timeout"),
+) -> tuple[int, str, str]:
+    """Run a tools/train script to its end: (exit status, stdout, stderr). ``what`` names it
+    in the errors (503 when it cannot start, 504 with ``what[1]`` past ``timeout``); a
+    timeout or a cancelled request kills its whole process group."""
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -121,11 +129,11 @@ async def _spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[
             start_new_session=True,  # its own group: a timeout or a gone client stops it all
         )
     except OSError as exc:
-        raise APIError(503, f"the evaluator did not start: {exc}", "training_unavailable") from exc
+        raise APIError(503, f"{what[0]} did not start: {exc}", "training_unavailable") from exc
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError as exc:
-        raise APIError(504, f"evaluation took over {timeout:.0f} s", "evaluation_timeout") from exc
+        raise APIError(504, f"{what[0]} took over {timeout:.0f} s", what[1]) from exc
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):

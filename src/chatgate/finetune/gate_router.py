@@ -1,17 +1,18 @@
 """``/api/admin/finetune/versions/{name}/{version}/evaluate|promote`` (admins only): the
-evaluation gate of a registered LoRA version and its promotion to the alias ``champion``."""
+evaluation gate of a registered LoRA version and its promotion to the alias ``champion``;
+``/api/admin/models/versions``: the registered versions with their aliases and verdicts."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, Strict
 from pydantic.functional_validators import BeforeValidator
 
 from chatgate.api_route import GatewayRoute
 from chatgate.deps import AdminUser, StateDep
-from chatgate.finetune import gate
+from chatgate.finetune import gate, versions
 from chatgate.openapi_responses import ADMIN, errors
 from chatgate.request_body import RequestBody, _json_integer
 
@@ -19,6 +20,13 @@ router = APIRouter(tags=["admin: fine-tuning"], responses=ADMIN, route_class=Gat
 
 Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
 Version = Annotated[str, Path(pattern=gate.VERSION_PATTERN)]
+NameFilter = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$",
+        description="One fine-tune: BASE:NAME (smollm2-135m:zanthia) or its registered name",
+    ),
+]
 Limit = Annotated[int, Field(ge=1, le=100_000), Strict(False), BeforeValidator(_json_integer)]
 Tokens = Annotated[int, Field(ge=1, le=1024), Strict(False), BeforeValidator(_json_integer)]
 
@@ -77,7 +85,10 @@ async def evaluate_version(
     the scores go to MLflow and the version's ``gate`` tag. Takes minutes on a CPU."""
     given = body or EvaluateIn()
     opts = gate.EvalOptions(given.heldout_limit, given.regression_limit, given.max_new_tokens)
-    return Verdict.model_validate(await gate.evaluate(state.settings, name, version, opts))
+    try:
+        return Verdict.model_validate(await gate.evaluate(state.settings, name, version, opts))
+    finally:
+        versions.invalidate()  # new tags and scores, even from a run that failed late
 
 
 @router.post(
@@ -95,5 +106,19 @@ async def promote_version(
     ``force`` (recorded as the tag ``forced_by``). The replaced champion becomes
     ``previous_champion`` (what rollback returns to)."""
     force = body.force if body is not None else False
-    done = await gate.promote(state.settings, name, version, force, admin.username)
+    try:
+        done = await gate.promote(state.settings, name, version, force, admin.username)
+    finally:
+        versions.invalidate()  # the aliases moved
     return Promotion.model_validate(done)
+
+
+@router.get("/api/admin/models/versions", responses=errors(400, 502, 503, 504))
+async def list_versions(
+    _admin: AdminUser, state: StateDep, name: NameFilter = None
+) -> versions.VersionList:
+    """The registered fine-tunes (or one) and their versions, newest first: aliases, run,
+    dataset hash and the evaluation gate's latest verdict with the base's and the
+    candidate's scores. Read from MLflow by ``.venv-train`` (503 ``training_unavailable``
+    without it), at most 30 s old."""
+    return await versions.list_versions(state.settings, name)

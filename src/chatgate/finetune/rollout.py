@@ -1,12 +1,15 @@
-"""Deploy and roll back fine-tuned versions on the running engines.
+"""Fine-tuned versions onto a running engine: what the host's engine leader does when
+its applied list must change (``reconcile.py`` decides when).
 
 The MLflow registry is read by tools/train/registry.py in .venv-train (the gateway never
-imports MLflow). llama.cpp cannot load an adapter into a running server, so a deploy
+imports MLflow). llama.cpp cannot load an adapter into a running server, so a change
 restarts the base model's engine with the new list of ``--lora`` files, the way a model
 switch does: its entries (the base and its versions) drain first (new requests get 503
-``model_switching``, running ones finish within ``switch_drain_seconds``), then the engine
-restarts on the same port. If it does not come up with the new adapter, the previous list
-is restored. vLLM loads the adapter at runtime (``/v1/load_lora_adapter``): no restart.
+``model_switching`` on every gateway of the host, which mirror the draining flags; running
+ones finish within ``switch_drain_seconds``, the followers' counted as for a switch: they
+report them under the restart's ``drain_id``, coordinator.py), then the engine restarts
+on the same port.
+vLLM loads and unloads adapters at runtime (``/v1/load_lora_adapter``): no restart.
 """
 
 from __future__ import annotations
@@ -15,16 +18,24 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import aiohttp
 
+from chatgate.engines.endpoint import Endpoint
 from chatgate.engines.launch import supervisor_for
-from chatgate.engines.manager import DRAIN_POLL_S, STOP_TIMEOUT_S, EngineManager
+from chatgate.engines.manager import (
+    DRAIN_POLL_S,
+    DRAIN_SETTLE_S,
+    FLEET_SETTLE_S,
+    STOP_TIMEOUT_S,
+    EngineManager,
+)
 from chatgate.errors import APIError
 from chatgate.finetune import command, deploy
-from chatgate.finetune.deploy import Deployment, VersionRef
-from chatgate.finetune.split import SplitTable
+from chatgate.finetune.deploy import Deployment
+from chatgate.finetune.desired import Desired
 from chatgate.settings import Settings
 
 log = logging.getLogger("chatgate.finetune")
@@ -66,72 +77,31 @@ async def registry_call(settings: Settings, *args: str) -> dict[str, Any]:
     raise APIError(502, "the model registry could not be read (see the log)", "registry_error")
 
 
-class Rollout:
-    """Deploys on this gateway's engines; one deploy or rollback at a time."""
+async def resolve(settings: Settings, want: Desired) -> Deployment:
+    """``want``'s files on this host (downloaded into the data dir when missing)."""
+    found = await registry_call(settings, "resolve", want.registered, str(want.version))
+    return Deployment(
+        model_id=want.model_id,
+        base=want.base,
+        name=want.name,
+        version=int(found["version"]),
+        gguf=str(found["gguf"]),
+        adapter_dir=found.get("adapter_dir"),
+    )
+
+
+class EngineRestarts:
+    """Restart a base model's llama.cpp engine (same port) with drain; one at a time."""
 
     def __init__(self, settings: Settings, manager: EngineManager) -> None:
         self.settings = settings
         self.manager = manager
-        self.splits = SplitTable(settings)  # the web chat's A/B splits (finetune/split.py)
-        self._lock = asyncio.Lock()
 
-    def bases(self) -> list[str]:
-        return list(self.manager.profiles)
-
-    async def deploy(self, spec: str) -> Deployment:
-        """Fetch ``spec``'s version (a number or an alias) and serve it."""
-        ref = deploy.parse_spec(spec, self.bases())
-        profile = self.manager.profiles.get(ref.base)
-        if profile is None or self.manager.registry.get(ref.base) is None:
-            raise APIError(
-                409, f"the base model '{ref.base}' is not served here", "base_not_served"
-            )
-        async with self._lock:
-            found = await registry_call(self.settings, "resolve", ref.registered, ref.ref)
-            deployment = _deployment(ref, found)
-            before = deploy.load(self.settings)
-            after = deploy.with_deployment(before, deployment)
-            deploy.save(self.settings, after)
-            try:
-                if profile.engine == "vllm":
-                    await self._load_vllm(ref.base, deployment)
-                elif after != before or self.manager.supervisor(ref.base) is None:
-                    await self._restart(ref.base, before)
-            except BaseException:
-                deploy.save(self.settings, before)
-                raise
-            deploy.register(self.manager.registry, self.manager.profiles, after)
-            return deployment
-
-    async def rollback(self, spec: str) -> Deployment:
-        """``champion`` back to the previous version, which is then deployed."""
-        ref = deploy.parse_spec(spec if "@" in spec else f"{spec}@champion", self.bases())
-        moved = await registry_call(self.settings, "rollback", ref.registered)
-        return await self.deploy(ref.model_id(int(moved["version"])))
-
-    async def _load_vllm(self, base: str, deployment: Deployment) -> None:
-        if deployment.adapter_dir is None:
-            raise APIError(409, f"{deployment.model_id} has no PEFT adapter for vLLM", "no_adapter")
-        entry = self.manager.registry.get(base)
-        body = {"lora_name": deployment.model_id, "lora_path": deployment.adapter_dir}
-        timeout = aiohttp.ClientTimeout(total=LOAD_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-            for endpoint in entry.endpoints if entry else []:
-                url = endpoint.root_url + "/v1/load_lora_adapter"
-                async with session.post(url, json=body) as response:
-                    text = await response.text()
-                    if response.status != 200 and "already been loaded" not in text:
-                        raise APIError(
-                            502,
-                            f"{endpoint.name} did not load the adapter: {text[:300]}",
-                            "adapter_load_failed",
-                        )
-
-    async def _restart(self, base: str, before: list[Deployment]) -> None:
-        """Drain the base model and its versions, restart its engine (same port) with the
-        saved adapter list; on failure the previous list is restored and restarted."""
+    async def restart(self, base: str) -> bool:
+        """Drain the base model and its versions, restart its engine with the applied list
+        as saved now; False when it did not become ready (it is stopped then)."""
         if self.manager.supervisor(base) is None:
-            raise APIError(409, f"the engine of '{base}' is not run by chatgate", "not_managed")
+            return False
         entries = [
             self.manager.registry.get(base),
             *deploy.versions_of(self.manager.registry, base),
@@ -139,25 +109,33 @@ class Rollout:
         for entry in entries:
             if entry is not None:
                 entry.draining = True
+        self.manager.drain_id = f"restart-{uuid.uuid4().hex[:12]}"
+        self._changed()
         try:
-            await self._drain(base)
-            if await self._restart_engine(base):
-                return
-            deploy.save(self.settings, before)
-            if not await self._restart_engine(base):
-                log.error("the engine of %s did not restart with its previous adapters", base)
-            raise APIError(
-                502, f"the engine of '{base}' did not start with the adapter", "deploy_failed"
-            )
+            await self._drain(self.manager.drain_id)
+            return await self._restart_engine(base)
         finally:
             for entry in entries:
                 if entry is not None:
                     entry.draining = False
+            self.manager.drain_id = None
+            self._changed()
 
-    async def _drain(self, base: str) -> None:
-        entry = self.manager.registry.get(base)
+    def _changed(self) -> None:
+        if self.manager.fleet is not None:  # the followers mirror the draining flags
+            self.manager.fleet.changed()
+
+    async def _drain(self, drain_id: str) -> None:
+        """Until no gateway of the host has a request on the draining entries (the
+        followers report theirs under ``drain_id``), or the drain time is up."""
         deadline = time.monotonic() + self.settings.switch_drain_seconds
-        while entry is not None and entry.outstanding() > 0 and time.monotonic() < deadline:
+        fleet = self.manager.fleet
+        settle = DRAIN_SETTLE_S + (FLEET_SETTLE_S if fleet is not None else 0.0)
+        await asyncio.sleep(min(settle, self.settings.switch_drain_seconds))
+        while time.monotonic() < deadline:
+            here = sum(e.outstanding() for e in self.manager.registry.all_models() if e.draining)
+            if here == 0 and (fleet is None or await fleet.outstanding(drain_id) == 0):
+                return
             await asyncio.sleep(DRAIN_POLL_S)
 
     async def _restart_engine(self, base: str) -> bool:
@@ -168,7 +146,11 @@ class Rollout:
             await asyncio.to_thread(old.stop, STOP_TIMEOUT_S)
         new = supervisor_for(profile, self.settings, port=port)
         new.start()
-        ready = await asyncio.to_thread(new.wait_ready, self.settings.switch_ready_seconds)
+        try:
+            ready = await asyncio.to_thread(new.wait_ready, self.settings.switch_ready_seconds)
+        except asyncio.CancelledError:  # shutting down: no engine left behind unsupervised
+            await asyncio.to_thread(new.stop, STOP_TIMEOUT_S)
+            raise
         if ready:
             self.manager.adopt(base, new)
         else:
@@ -176,13 +158,38 @@ class Rollout:
         return ready
 
 
-def _deployment(ref: VersionRef, found: dict[str, Any]) -> Deployment:
-    version = int(found["version"])
-    return Deployment(
-        model_id=ref.model_id(version),
-        base=ref.base,
-        name=ref.name,
-        version=version,
-        gguf=str(found["gguf"]),
-        adapter_dir=found.get("adapter_dir"),
-    )
+async def load_vllm(endpoints: list[Endpoint], deployment: Deployment) -> None:
+    """Load ``deployment``'s PEFT adapter on every replica (502 naming the one refusing)."""
+    if deployment.adapter_dir is None:
+        raise APIError(409, f"{deployment.model_id} has no PEFT adapter for vLLM", "no_adapter")
+    body = {"lora_name": deployment.model_id, "lora_path": deployment.adapter_dir}
+    for endpoint, status, text in await _post_all(endpoints, "/v1/load_lora_adapter", body):
+        if status != 200 and "already been loaded" not in text:
+            raise APIError(
+                502,
+                f"{endpoint.name} did not load the adapter: {text[:300]}",
+                "adapter_load_failed",
+            )
+
+
+async def unload_vllm(endpoints: list[Endpoint], model_id: str) -> None:
+    """Unload an undeployed adapter (an engine that no longer has it is fine)."""
+    body = {"lora_name": model_id}
+    for endpoint, status, text in await _post_all(endpoints, "/v1/unload_lora_adapter", body):
+        if status != 200:
+            log.warning("%s did not unload %s: %s", endpoint.name, model_id, text[:300])
+
+
+async def _post_all(
+    endpoints: list[Endpoint], path: str, body: dict[str, Any]
+) -> list[tuple[Endpoint, int, str]]:
+    answers: list[tuple[Endpoint, int, str]] = []
+    timeout = aiohttp.ClientTimeout(total=LOAD_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+        for endpoint in endpoints:
+            try:
+                async with session.post(endpoint.root_url + path, json=body) as response:
+                    answers.append((endpoint, response.status, await response.text()))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                answers.append((endpoint, 0, f"unreachable: {exc}"))
+    return answers

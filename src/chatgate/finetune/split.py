@@ -4,21 +4,19 @@ Per conversation and deterministic (a hash of the conversation id), so a convers
 keeps its model and a percentage means the same conversations at every gateway. Web
 chat only: /v1 clients name the version they want. The answering model id is stored on
 every assistant message, so feedback rates (feedback/rates.py, per model id) compare the
-base model and the challenger side by side. Kept in ``<data dir>/adapters/splits.json``.
+base model and the challenger side by side. Kept in the database (``model_splits``,
+``desired.py``); each gateway holds a copy that its reconciler refreshes (``reconcile.py``),
+so choosing costs no query per message.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from chatgate.engines.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.finetune import deploy
-from chatgate.settings import Settings
 
 BUCKETS = 100
 
@@ -28,26 +26,6 @@ class Split:
     base: str
     to: str  # a deployed version's model id
     percent: int
-
-
-def splits_file(settings: Settings) -> Path:
-    return settings.data_dir / "adapters" / "splits.json"
-
-
-def load(settings: Settings) -> dict[str, Split]:
-    path = splits_file(settings)
-    if not path.is_file():
-        return {}
-    items = json.loads(path.read_text())
-    return {item["base"]: Split(**item) for item in items if isinstance(item, dict)}
-
-
-def save(settings: Settings, splits: dict[str, Split]) -> None:
-    path = splits_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps([asdict(s) for s in splits.values()], indent=2))
-    os.replace(staging, path)
 
 
 def bucket(conversation_id: str) -> int:
@@ -88,32 +66,24 @@ def validated(registry: ModelRegistry, base: str, to: str, percent: int) -> Spli
 
 
 class SplitTable:
-    """The splits as this gateway applies them: re-read when the file changes (another
-    gateway process may have set one), a stat per lookup otherwise."""
+    """The splits as this gateway applies them: the database's, as of the reconciler's last
+    pass (or this gateway's own last change)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._stamp: float | None = None
+    def __init__(self) -> None:
         self._splits: dict[str, Split] = {}
 
     def current(self) -> dict[str, Split]:
-        path = splits_file(self.settings)
-        try:
-            stamp = path.stat().st_mtime
-        except OSError:
-            self._stamp, self._splits = None, {}
-            return self._splits
-        if stamp != self._stamp:
-            self._splits, self._stamp = load(self.settings), stamp
         return self._splits
 
+    def replace(self, splits: dict[str, Split]) -> None:
+        self._splits = dict(splits)
+
     def set(self, split: Split) -> None:
-        splits = dict(self.current())
+        """On this gateway alone, until the database's splits next change (tests; the
+        admin API writes the database)."""
+        self._splits = {**self._splits, split.base: split}
         if split.percent == 0:
-            splits.pop(split.base, None)
-        else:
-            splits[split.base] = split
-        save(self.settings, splits)
+            del self._splits[split.base]
 
     def pick(self, registry: ModelRegistry, entry: ModelEntry, conversation_id: str) -> ModelEntry:
-        return pick(registry, self.current(), entry, conversation_id)
+        return pick(registry, self._splits, entry, conversation_id)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.db.models import FinetuneJob, utcnow
 from chatgate.errors import APIError
-from chatgate.finetune import command, jobs
+from chatgate.finetune import command, jobs, versions
 from chatgate.finetune.command import JobParams
 from chatgate.finetune.progress import LogFollower, Progress
 from chatgate.observability.metrics import Metrics
@@ -202,6 +202,7 @@ class FinetuneSupervisor:
             _signal_group(job.process.pid, signal.SIGKILL)
             await job.process.wait()
         await self._end(job)
+        versions.invalidate()  # a finished job registered a version: list it at once
 
     async def _watch(self, job: RunningJob) -> None:
         last_save, saved_step = time.monotonic(), -1

@@ -110,9 +110,7 @@ async def _admit(
             prompt_estimate=request.prompt_estimate,
         )
         call.admission = admission = await state.limits.admit(identity)
-        if admission.weight != 1.0 or admission.priority is not None:
-            engine.ticket = Ticket(engine.ticket.tenant, admission.priority or "api",
-                                   admission.weight)  # fmt: skip
+        engine.ticket = engine.ticket.classed(admission.priority, admission.weight)
     except APIError as exc:
         await state.usage.record(service.rejected_row(identity, request_id, ROUTE, body, exc))
         raise

@@ -16,10 +16,9 @@ from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
 from chatgate.engines.client import EngineError
-from chatgate.engines.pool import Ticket
 from chatgate.engines.stream import StreamStats
 from chatgate.errors import APIError
-from chatgate.middleware import send_json
+from chatgate.middleware import USAGE_LOGGED, send_json
 from chatgate.openai_api import asgi, service
 from chatgate.openai_api.asgi import send_error
 from chatgate.openai_api.disconnect import ClientGone, DisconnectWatch, read_body
@@ -50,6 +49,7 @@ class RelayEndpoint:
         except ClientGone:
             return  # left while sending the body: nobody to answer, nothing was started
         request_state["ratelimit_headers"] = call.admission.headers if call.admission else None
+        request_state[USAGE_LOGGED] = True  # every way on records (and logs) one usage row
         try:
             with DisconnectWatch(receive):
                 if call.payload.get("stream"):
@@ -79,14 +79,12 @@ class RelayEndpoint:
             payload = service.validate_body(body, self.route, state)
             call = service.plan(state, identity, request_id, self.route, payload)
             call.admission = admission = await state.limits.admit(identity)
-            if admission.weight != 1.0 or admission.priority is not None:
-                call.engine.ticket = Ticket(
-                    call.engine.ticket.tenant, admission.priority or "api", admission.weight
-                )
+            call.engine.ticket = call.engine.ticket.classed(admission.priority, admission.weight)
         except APIError as exc:
             # Refused before the engine was called: still one usage row per request.
             row = service.rejected_row(identity, request_id, self.route, body, exc)
             await state.usage.record(row)
+            request_state[USAGE_LOGGED] = True
             raise
         return call
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +103,7 @@ def plan(
         "/chat/completions" if route == "v1.chat" else "/completions",
         payload,
         request_id,
-        Ticket(f"user:{identity.user_id}", "api"),
+        Ticket(f"user:{identity.user_id}", "api", slots=choices),  # n answers hold n slots
         v1_affinity_key(body),
         adapter=_forced_tools(state, model, route, payload),
     )
@@ -307,7 +307,7 @@ async def relay_stream(
 def _track_progress(call: RelayCall, stats: StreamStats) -> None:
     """While it streams, the journal keeps this request's row as it stands (every 2 s, not
     per token): if the gateway is killed, the tokens already sent are still billed."""
-    call.record_key = f"v1:{uuid.uuid4().hex}"
+    call.record_key = f"v1:{secrets.token_hex(16)}"
     call.state.outbox.track(
         call.record_key, lambda: row(call, stats, "interrupted", 503, GATEWAY_LOST)
     )

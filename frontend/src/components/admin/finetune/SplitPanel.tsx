@@ -1,38 +1,47 @@
 import { useEffect, useState } from 'react'
 import { Split } from 'lucide-react'
-import { api, type Deployment, type ModelRates, type ModelSplit } from '../../../api'
+import { api, type Deployment, type EvalScores, type ModelRates, type ModelSplit, type VersionEvaluation } from '../../../api'
 import { useModels } from '../../../stores/models'
 import { useT } from '../../../i18n'
 import { MUTED, errorText } from '../parts'
+import { EvalScoresView, GateBadge } from './EvalScores'
 
 const rate = (value: number | null) => (value === null ? '–' : `${Math.round(value * 100)} %`)
 
-function RatesCell({ rates }: { rates: ModelRates | undefined }) {
+/** One side of a split: its feedback rates and, when the challenger was evaluated, that
+ * side's scores from the gate (the base model's, or the challenger's with its verdict). */
+function SideCell({ rates, scores, verdict }: { rates: ModelRates | undefined; scores?: EvalScores; verdict?: VersionEvaluation }) {
   const t = useT()
-  if (!rates) return <td className="px-3 py-2">–</td>
   return (
     <td className="px-3 py-2 tabular-nums">
-      <span className="font-medium">{rate(rates.up_rate)}</span>
-      <span className={`ml-1 text-xs ${MUTED}`}>{t('finetune.ratesDetail', { rated: rates.rated, answers: rates.answers, down: rate(rates.down_rate) })}</span>
+      {rates ? (
+        <>
+          <span className="font-medium">{rate(rates.up_rate)}</span>
+          <span className={`ml-1 text-xs ${MUTED}`}>{t('finetune.ratesDetail', { rated: rates.rated, answers: rates.answers, down: rate(rates.down_rate) })}</span>
+        </>
+      ) : (
+        '–'
+      )}
+      {verdict && <div className="mt-1"><GateBadge evaluation={verdict} /></div>}
+      {scores && <EvalScoresView scores={scores} />}
     </td>
   )
 }
 
 /** A/B split of a base model's web chats to a deployed challenger, with both sides'
- * feedback rates (last 30 days) side by side. */
-export function SplitPanel() {
+ * feedback rates (last 30 days) and the gate's evaluation scores side by side.
+ * `deployments` offers the challengers; a new `refreshKey` reloads the splits. */
+export function SplitPanel({ deployments, refreshKey = 0 }: { deployments: Deployment[]; refreshKey?: number }) {
   const t = useT()
   const models = useModels((s) => s.models)
   const [splits, setSplits] = useState<ModelSplit[]>([])
-  const [deployments, setDeployments] = useState<Deployment[]>([])
   const [form, setForm] = useState({ base: '', to: '', percent: '10' })
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | null>(null)
 
   useEffect(() => {
     api.splits().then(setSplits, (err: unknown) => setError(errorText(err)))
-    api.deployments().then(setDeployments, () => setDeployments([]))
-  }, [])
+  }, [refreshKey]) // again after a deploy, an undeploy or a rollback: a split may have ended
 
   async function onSubmit(event: React.FormEvent) {
     event.preventDefault()
@@ -95,8 +104,8 @@ export function SplitPanel() {
                   <th scope="row" className="px-3 py-2 text-left font-normal">
                     <span className="break-all">{t('finetune.splitRow', { base: s.base, to: s.to, percent: s.percent })}</span>
                   </th>
-                  <RatesCell rates={s.rates.find((r) => r.model === s.base) ?? s.rates[0]} />
-                  <RatesCell rates={s.rates.find((r) => r.model === s.to) ?? s.rates[1]} />
+                  <SideCell rates={s.rates.find((r) => r.model === s.base) ?? s.rates[0]} scores={s.evaluation?.base} />
+                  <SideCell rates={s.rates.find((r) => r.model === s.to) ?? s.rates[1]} scores={s.evaluation?.candidate} verdict={s.evaluation ?? undefined} />
                 </tr>
               ))}
             </tbody>

@@ -1,10 +1,9 @@
 import { useState } from 'react'
 import { Rocket, Undo2 } from 'lucide-react'
-import { ApiError, api, type GateVerdict } from '../../../api'
-import { useUi } from '../../../stores/ui'
+import type { GateVerdict } from '../../../api'
 import { useT } from '../../../i18n'
-import { ConfirmDialog } from '../../Modal'
-import { Badge, MUTED, errorText } from '../parts'
+import { Badge, MUTED } from '../parts'
+import { useVersionActions } from './actions'
 
 const METRICS = ['exact', 'keyword', 'perplexity', 'count'] as const
 
@@ -57,43 +56,19 @@ function VerdictView({ verdict }: { verdict: GateVerdict }) {
 
 /** A registered version: run its evaluation gate, promote it to champion (forced after a
  * confirm when the gate failed), deploy it as a model, or roll the champion back. */
-export function VersionPanel({ value, onChange }: { value: string; onChange: (value: string) => void }) {
+export function VersionPanel({ value, onChange, onChanged }: { value: string; onChange: (value: string) => void; onChanged?: () => void }) {
   const t = useT()
-  const notify = useUi((s) => s.notify)
+  const actions = useVersionActions(onChanged)
   const [verdict, setVerdict] = useState<GateVerdict | null>(null)
-  const [busy, setBusy] = useState<string | null>(null)
-  const [error, setError] = useState<string | null>(null)
-  const [confirmForce, setConfirmForce] = useState(false)
   const ref = parseVersionRef(value)
+  const busy = actions.busy?.action ?? null
 
-  async function run(action: string, task: () => Promise<void>) {
-    setBusy(action)
-    setError(null)
-    try {
-      await task()
-    } catch (err) {
-      if (action === 'promote' && err instanceof ApiError && err.code === 'gate_failed') setConfirmForce(true)
-      else setError(errorText(err))
-    } finally {
-      setBusy(null)
-    }
+  const evaluate = async () => {
+    const found = ref ? await actions.evaluate(...ref) : undefined
+    if (found) setVerdict(found)
   }
-  const evaluate = () =>
-    run('evaluate', async () => {
-      if (ref) setVerdict(await api.evaluateVersion(...ref))
-    })
-  const promote = (force: boolean) =>
-    run('promote', async () => {
-      if (!ref) return
-      if (!force && verdict?.gate === 'failed') return setConfirmForce(true)
-      const done = await api.promoteVersion(ref[0], ref[1], force)
-      notify(t('finetune.promoted', { ref: `${done.model}@${done.version}` }))
-    })
-  const deploy = () => run('deploy', async () => notify(t('finetune.deployed', { id: (await api.deployModel(value.trim())).model_id })))
-  const rollback = () =>
-    run('rollback', async () => {
-      if (ref) notify(t('finetune.rolledBack', { id: (await api.rollbackModel(ref[0])).model_id }))
-    })
+  const promote = () => (ref ? actions.promote(ref[0], ref[1], verdict?.gate === 'failed') : undefined)
+  const rollback = () => (ref ? actions.rollback(ref[0]) : undefined)
 
   return (
     <section aria-labelledby="finetune-versions-title" className="card space-y-3">
@@ -107,8 +82,8 @@ export function VersionPanel({ value, onChange }: { value: string; onChange: (va
         <button type="button" className="btn-secondary" disabled={!ref || busy !== null} onClick={() => void evaluate()}>
           {busy === 'evaluate' ? t('finetune.evaluating') : t('finetune.evaluate')}
         </button>
-        <button type="button" className="btn-secondary" disabled={!ref || busy !== null} onClick={() => void promote(false)}>{t('finetune.promote')}</button>
-        <button type="button" className="btn-primary" disabled={!ref || busy !== null} onClick={() => void deploy()}>
+        <button type="button" className="btn-secondary" disabled={!ref || busy !== null} onClick={() => void promote()}>{t('finetune.promote')}</button>
+        <button type="button" className="btn-primary" disabled={!ref || busy !== null} onClick={() => void actions.deploy(value.trim())}>
           <Rocket className="size-4" aria-hidden />
           {busy === 'deploy' ? t('finetune.deploying') : t('finetune.deploy')}
         </button>
@@ -117,17 +92,9 @@ export function VersionPanel({ value, onChange }: { value: string; onChange: (va
           {t('finetune.rollback')}
         </button>
       </div>
-      {error && <p role="alert" className="break-words text-sm text-red-700 dark:text-red-400">{error}</p>}
+      {actions.error && <p role="alert" className="break-words text-sm text-red-700 dark:text-red-400">{actions.error}</p>}
       {verdict && <VerdictView verdict={verdict} />}
-      {confirmForce && (
-        <ConfirmDialog
-          title={t('finetune.forceTitle')}
-          message={t('finetune.forceMessage', { ref: value.trim() })}
-          confirmLabel={t('finetune.forcePromote')}
-          onCancel={() => setConfirmForce(false)}
-          onConfirm={() => { setConfirmForce(false); void promote(true) }}
-        />
-      )}
+      {actions.confirm}
     </section>
   )
 }
