@@ -21,7 +21,7 @@ async def test_a_split_sends_its_share_to_the_challenger(gateway: Gateway) -> No
     account = await gateway.account()
     _, before = await gateway.chat(account, message="Hello")
     assert before.status_code == 200
-    state.splits.set(Split("fake-model", CHALLENGER, 100))  # every conversation
+    state.splits.replace({"fake-model": Split("fake-model", CHALLENGER, 100)})  # every conversation
     events, response = await gateway.chat(account, message="Hello again")
     assert response.status_code == 200
     conversation_id = events[0].data["conversation_id"]

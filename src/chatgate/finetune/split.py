@@ -67,7 +67,7 @@ def validated(registry: ModelRegistry, base: str, to: str, percent: int) -> Spli
 
 class SplitTable:
     """The splits as this gateway applies them: the database's, as of the reconciler's last
-    pass (or this gateway's own last change)."""
+    pass."""
 
     def __init__(self) -> None:
         self._splits: dict[str, Split] = {}
@@ -77,13 +77,6 @@ class SplitTable:
 
     def replace(self, splits: dict[str, Split]) -> None:
         self._splits = dict(splits)
-
-    def set(self, split: Split) -> None:
-        """On this gateway alone, until the database's splits next change (tests; the
-        admin API writes the database)."""
-        self._splits = {**self._splits, split.base: split}
-        if split.percent == 0:
-            del self._splits[split.base]
 
     def pick(self, registry: ModelRegistry, entry: ModelEntry, conversation_id: str) -> ModelEntry:
         return pick(registry, self._splits, entry, conversation_id)
