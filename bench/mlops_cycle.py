@@ -240,13 +240,12 @@ class Cycle:
             body = {k: v for k, v in options.items() if v is not None}
             result.verdict = self.call("POST", f"{base}/evaluate", 200, json=body)
         with self.step("promotion"):
-            response = httpx.post(self.served.url + f"{base}/promote", headers=self.admin)
+            url = self.served.url + f"{base}/promote"
+            response = httpx.post(url, headers=self.admin, timeout=600)
             if response.status_code == 409:  # the gate failed: promoted only when forced
                 result.refused = response.json()
-                response = httpx.post(
-                    self.served.url + f"{base}/promote", json={"force": True},
-                    headers=self.admin, timeout=600,
-                )  # fmt: skip
+                forced = {"force": True}
+                response = httpx.post(url, json=forced, headers=self.admin, timeout=600)
             assert response.status_code == 200, response.text
             result.promotion = response.json()
         result.mlflow["version_tags"] = self.mlflow_run(job)["version_tags"]  # gate's tags

@@ -86,7 +86,7 @@ async def read_all(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_a_100_kb_header_is_refused_before_the_app(served: Served) -> None:
-    async with httpx.AsyncClient(base_url=served.url) as client:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
         response = await client.get("/big", headers={"X-Big": "a" * 100_000})
     assert response.status_code == 431
     assert "/big" not in served.app.paths
@@ -94,7 +94,7 @@ async def test_a_100_kb_header_is_refused_before_the_app(served: Served) -> None
 
 async def test_many_headers_over_the_cap_are_refused(served: Served) -> None:
     headers = {f"X-Part-{i}": "b" * 1000 for i in range(20)}  # ~20 KB in small lines
-    async with httpx.AsyncClient(base_url=served.url) as client:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
         response = await client.get("/many", headers=headers)
     assert response.status_code == 431
     assert "/many" not in served.app.paths
@@ -114,7 +114,7 @@ async def test_a_header_trickled_past_the_cap_is_refused(served: Served) -> None
 
 
 async def test_ordinary_requests_pass(served: Served) -> None:
-    async with httpx.AsyncClient(base_url=served.url) as client:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
         near_cap = await client.get("/near", headers={"X-Near": "d" * (HEAD_CAP - 1024)})
         big_body = await client.post("/upload", content=b"e" * 1_000_000)
         again = await client.get("/again")  # the same kept-alive connection

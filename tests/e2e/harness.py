@@ -93,7 +93,9 @@ class Served:
 
     def token(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
         response = httpx.post(
-            self.url + "/api/auth/login", json={"username": username, "password": password}
+            self.url + "/api/auth/login",
+            json={"username": username, "password": password},
+            timeout=60,
         )
         response.raise_for_status()
         return str(response.json()["access_token"])

@@ -79,6 +79,7 @@ async def test_a_short_request_is_admitted_before_a_floods_queue(served: Served)
         served.url + "/api/usage",
         params={"limit": 50},
         headers={"Authorization": f"Bearer {served.token()}"},
+        timeout=60,
     ).json()
     rows = [r for r in usage["rows"] if r["route"] == "v1.chat"]
     assert len(rows) == 3 * SLOTS + 1, rows

@@ -30,14 +30,11 @@ def write_profiles(directory: Path) -> None:
         "engine_args:\n  n_threads: 1\n"
     )
     (directory / f"{COPY}.yaml").write_text(
-        f"id: {COPY}\nname: SmolLM2 copy\naliases: [copy]\npath: {locate_smollm2_gguf()}\n"
-        + common
+        f"id: {COPY}\nname: SmolLM2 copy\naliases: [copy]\npath: {locate_smollm2_gguf()}\n" + common
     )
     broken = directory / "not-a-model.gguf"
     broken.write_bytes(b"this is not a GGUF file")
-    (directory / "broken.yaml").write_text(
-        f"id: broken\nname: Broken\npath: {broken}\n" + common
-    )
+    (directory / "broken.yaml").write_text(f"id: broken\nname: Broken\npath: {broken}\n" + common)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +54,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def admin_models(served: Served) -> dict[str, dict[str, object]]:
-    body = httpx.get(f"{served.url}/api/admin/models", headers=admin_headers(served)).json()
+    body = httpx.get(
+        f"{served.url}/api/admin/models", headers=admin_headers(served), timeout=60
+    ).json()
     assert isinstance(body, dict)
     return {m["id"]: m for m in body["models"]} | {"_": body}
 
@@ -82,9 +81,12 @@ def test_switch_serves_the_new_profile_and_survives_a_restart(served: Served) ->
         served.url + "/v1/chat/completions",
         json={"model": ENGINE_NAME, "messages": [{"role": "user", "content": "hi"}]},
         headers=admin_headers(served),
+        timeout=60,
     )
     assert gone.status_code == 404
-    engines = httpx.get(f"{served.url}/api/admin/engines", headers=admin_headers(served)).json()
+    engines = httpx.get(
+        f"{served.url}/api/admin/engines", headers=admin_headers(served), timeout=60
+    ).json()
     (engine,) = engines["engines"]
     assert engine["model_id"] == COPY and engine["kind"] == "managed"
     assert engine["state"] == "ready" and engine["pid"]

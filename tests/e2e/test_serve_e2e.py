@@ -65,7 +65,7 @@ def test_chat_answer_is_stored_and_survives_restart(served: Served) -> None:
     assert events[-1].event == "done" and events[-1].data["status"] == "complete"
     conversation_id = events[0].data["conversation_id"]
     headers = {"Authorization": f"Bearer {token}"}
-    listed = httpx.get(served.url + "/api/conversations", headers=headers).json()
+    listed = httpx.get(served.url + "/api/conversations", headers=headers, timeout=60).json()
     assert conversation_id in [c["id"] for c in listed["conversations"]]
 
     served.stop()
@@ -74,6 +74,7 @@ def test_chat_answer_is_stored_and_survives_restart(served: Served) -> None:
     detail = httpx.get(
         served.url + f"/api/conversations/{conversation_id}",
         headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
     ).json()
     assert [(m["role"], m["status"]) for m in detail["messages"]] == [
         ("user", "complete"),
@@ -115,6 +116,7 @@ def test_openai_sdk_with_cli_key_and_isolation(served: Served) -> None:
     bob = httpx.get(
         served.url + f"/api/conversations/{conversation_id}",
         headers={"Authorization": f"Bearer {served.token('bob', 'bob-password-1')}"},
+        timeout=60,
     )
     assert bob.status_code == 404
 
@@ -137,6 +139,7 @@ def test_engine_killed_mid_stream(served: Served) -> None:
     detail = httpx.get(
         served.url + f"/api/conversations/{events[0].data['conversation_id']}",
         headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
     ).json()
     assistant = detail["messages"][-1]
     assert assistant["status"] in ("error", "interrupted")
@@ -176,6 +179,7 @@ def test_reload_mid_answer_resumes_without_duplicates(served: Served) -> None:
     detail = httpx.get(
         served.url + f"/api/conversations/{seen[0].data['conversation_id']}",
         headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
     ).json()
     assert detail["messages"][-1]["content"] == text_of(everything)
 

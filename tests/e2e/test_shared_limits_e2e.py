@@ -82,15 +82,22 @@ def test_a_user_disabled_on_one_gateway_is_refused_on_the_other(
     first.cli("users", "add", name, "--password", "fleet-e2e-password")
     key = first.cli("keys", "create", "--user", name, "--name", "leaked")
     models = {"Authorization": f"Bearer {key}"}
-    assert httpx.get(second.url + "/v1/models", headers=models).status_code == 200  # cached
+    assert (
+        httpx.get(second.url + "/v1/models", headers=models, timeout=60).status_code == 200
+    )  # cached
     admin = {"Authorization": f"Bearer {first.token()}"}
-    users = httpx.get(first.url + "/api/admin/users", headers=admin).json()
+    users = httpx.get(first.url + "/api/admin/users", headers=admin, timeout=60).json()
     user_id = next(u["id"] for u in users["users"] if u["username"] == name)
     changed = httpx.patch(
-        first.url + f"/api/admin/users/{user_id}", json={"disabled": True}, headers=admin
+        first.url + f"/api/admin/users/{user_id}",
+        json={"disabled": True},
+        headers=admin,
+        timeout=60,
     )
     assert changed.status_code == 200, changed.text
-    _until(lambda: httpx.get(second.url + "/v1/models", headers=models).status_code == 401)
+    _until(
+        lambda: httpx.get(second.url + "/v1/models", headers=models, timeout=60).status_code == 401
+    )
 
 
 def test_a_model_disabled_on_one_gateway_is_disabled_on_the_other(
@@ -100,14 +107,14 @@ def test_a_model_disabled_on_one_gateway_is_disabled_on_the_other(
     admin = {"Authorization": f"Bearer {first.token()}"}
 
     def listed_on_second() -> bool:
-        models = httpx.get(second.url + "/v1/models", headers=admin).json()["data"]
+        models = httpx.get(second.url + "/v1/models", headers=admin, timeout=60).json()["data"]
         return "smollm2-135m" in [m["id"] for m in models]
 
     assert listed_on_second()
     url = first.url + "/api/admin/models/smollm2-135m"
-    assert httpx.post(url + "/disable", headers=admin).status_code == 200
+    assert httpx.post(url + "/disable", headers=admin, timeout=60).status_code == 200
     try:
         _until(lambda: not listed_on_second())
     finally:
-        assert httpx.post(url + "/enable", headers=admin).status_code == 200
+        assert httpx.post(url + "/enable", headers=admin, timeout=60).status_code == 200
     _until(listed_on_second)

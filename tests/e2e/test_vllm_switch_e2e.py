@@ -91,7 +91,9 @@ def test_switch_to_vllm_and_chat(served: Served) -> None:
 
 
 def test_the_managed_vllm_engine_reports_its_gauges(served: Served) -> None:
-    engines = httpx.get(f"{served.url}/api/admin/engines", headers=admin_headers(served)).json()
+    engines = httpx.get(
+        f"{served.url}/api/admin/engines", headers=admin_headers(served), timeout=60
+    ).json()
     (engine,) = engines["engines"]
     assert engine["model_id"] == VLLM_PROFILE and engine["kind"] == "managed"
     assert engine["state"] == "ready" and engine["healthy"] and engine["pid"]
@@ -103,6 +105,8 @@ def test_switch_back_to_llamacpp(served: Served) -> None:
     status = switch_and_wait(served, ENGINE_NAME, timeout=300)
     assert status["phase"] == "ready", status
     assert chat_text(served, ENGINE_NAME)[0]
-    models = httpx.get(f"{served.url}/api/admin/models", headers=admin_headers(served)).json()
+    models = httpx.get(
+        f"{served.url}/api/admin/models", headers=admin_headers(served), timeout=60
+    ).json()
     by_id = {m["id"]: m for m in models["models"]}
     assert by_id[ENGINE_NAME]["active"] and by_id[VLLM_PROFILE]["state"] == "not_running"

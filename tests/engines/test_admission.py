@@ -411,6 +411,29 @@ async def test_a_request_for_k_answers_holds_k_slots(clock: FakeClock) -> None:
     assert queue.busy == 0 and queue.snapshot().in_flight == {}
 
 
+async def test_retry_after_counts_the_slots_ahead_not_the_requests(clock: FakeClock) -> None:
+    """Two requests for 2 answers each ahead on a 2-slot pool holding slots ~30 s: four
+    slots' worth of holds (2 x 30 s over 2 slots) come before a new request, not two."""
+    queue = AdmissionQueue("pool", 2, clock=clock, headroom_window=None)
+    first = await queue.acquire("x", slots=2)
+    clock.now += 30
+    queue.release(first)
+    held = await queue.acquire("x", slots=2)
+    waiters = [asyncio.create_task(queue.acquire(t, slots=2)) for t in ("a", "b")]
+    await settle()
+    with pytest.raises(QueueTimeout) as timed_out:
+        await queue.acquire("c", timeout=0)
+    assert timed_out.value.retry_after == 75.0  # (2 + 2 + its own 1) x 15 s per slot
+    queue.max_waiting = 2
+    with pytest.raises(QueueFull) as full:
+        await queue.acquire("c", slots=2)
+    assert full.value.retry_after == 90.0  # (2 + 2 + 2) x 15 s
+    for task in waiters:
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    queue.release(held)
+
+
 async def test_release_frees_what_was_granted_not_what_the_grant_says(clock: FakeClock) -> None:
     queue = AdmissionQueue("pool", 4, clock=clock, headroom_window=None)
     grant = await queue.acquire("a", slots=3)

@@ -52,7 +52,9 @@ def chatgate(served: Served, *args: str) -> dict[str, Any]:
 def usage_by_model(served: Served) -> dict[str, int]:
     headers = {"Authorization": f"Bearer {served.token()}"}
     params = {"group_by": "model"}
-    response = httpx.get(served.url + "/api/usage/summary", params=params, headers=headers)
+    response = httpx.get(
+        served.url + "/api/usage/summary", params=params, headers=headers, timeout=60
+    )
     assert response.status_code == 200, response.text
     return {g["key"]: g["requests"] for g in response.json()["groups"]}
 
@@ -78,7 +80,9 @@ def assert_failed_deploys_change_nothing(served: Served, key: str, tuned: str) -
     )
     assert failed.status_code == 502 and failed.json()["error"]["code"] == "deploy_failed"
     assert "did not start with the adapter" in failed.json()["error"]["message"]
-    listed = httpx.get(served.url + "/api/admin/models/deployments", headers=headers).json()
+    listed = httpx.get(
+        served.url + "/api/admin/models/deployments", headers=headers, timeout=60
+    ).json()
     shown = {d["model_id"]: (d["served"], d["error"]) for d in listed["deployments"]}
     assert shown[VERSION_2] == (True, None)
     assert shown[VERSION_1][0] is False and "did not start" in str(shown[VERSION_1][1])
@@ -120,7 +124,9 @@ def test_deploy_serves_the_version_and_rollback_restores_the_previous(
         assert still["choices"][0]["message"]["content"] == texts[1]
         assert previous["choices"][0]["message"]["content"] != texts[0]
         models = httpx.get(
-            served.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}
+            served.url + "/v1/models",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
         ).json()
         assert {VERSION_1, VERSION_2} <= {m["id"] for m in models["data"]}
 
@@ -131,6 +137,7 @@ def test_deploy_serves_the_version_and_rollback_restores_the_previous(
             served.url + "/v1/chat/completions",
             json={"model": VERSION_2, "messages": PROMPT},
             headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
         )
         assert refused.status_code == 404, refused.text
     print(f"\n[deploy e2e] {time.monotonic() - began:.1f} s")

@@ -132,7 +132,9 @@ def test_a_deploy_asked_of_the_follower_serves_the_version_on_both(
     assert [a["model"] for a in answers] == [VERSION, VERSION]
     texts = [a["choices"][0]["message"]["content"] for a in answers]
     assert texts[0] == texts[1], texts  # greedy, one engine, one adapter
-    listed = httpx.get(leader.url + "/api/admin/models/deployments", headers=headers).json()
+    listed = httpx.get(
+        leader.url + "/api/admin/models/deployments", headers=headers, timeout=60
+    ).json()
     assert [(d["model_id"], d["served"]) for d in listed["deployments"]] == [(VERSION, True)]
 
     # The undeploy restarts the engine; a stream running on the follower is drained first

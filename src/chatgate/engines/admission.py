@@ -212,7 +212,7 @@ class AdmissionQueue:
         if len(self._waiters) >= self.max_waiting:
             raise QueueFull(
                 f"{self.name}: {len(self._waiters)} requests are already waiting",
-                self._estimate(len(self._waiters)),
+                self._estimate(len(self._waiters), need),
             )
         waiter = self._enqueue(tenant, priority, need / weight, need, on_position)
         self._dispatch()  # a slot kept as headroom may be free for this one
@@ -373,7 +373,7 @@ class AdmissionQueue:
         waiter.future.set_exception(
             QueueTimeout(
                 f"{self.name}: no slot free after {self._clock() - waiter.enqueued:.1f} s",
-                self._estimate(ahead),
+                self._estimate(max(0, ahead), waiter.slots),
             )
         )
 
@@ -385,10 +385,12 @@ class AdmissionQueue:
         elif future.exception() is None:
             self.release(future.result())
 
-    def estimate(self, ahead: int) -> float:
-        return self._estimate(ahead)
-
-    def _estimate(self, ahead: int) -> float:
-        """Seconds until ``ahead`` waiters and then one more are likely served."""
+    def estimate(self, slots: int) -> float:
+        """Seconds until ``slots`` slots' worth of requests are likely served."""
         per_slot = (self._mean_hold or 1.0) / max(1, self._capacity)
-        return max(1.0, math.ceil((ahead + 1) * per_slot))
+        return max(1.0, math.ceil(slots * per_slot))
+
+    def _estimate(self, ahead: int, need: int) -> float:
+        """Seconds until the first ``ahead`` waiters (by the slots each asks) and then a
+        request for ``need`` slots are likely served."""
+        return self.estimate(sum(w.slots for w in self._waiters[:ahead]) + need)

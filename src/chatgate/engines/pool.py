@@ -190,7 +190,7 @@ class EnginePools:
                     slots=ticket.slots,
                 )
             except QueueTimeout as exc:
-                estimate = queue.estimate(self._ledger.waiting(model_id))
+                estimate = queue.estimate(self._ledger.waiting(model_id) + ticket.slots)
                 raise QueueTimeout(exc.message, estimate) from exc
             if grant is not None:
                 return grant
