@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatgate.app import build_registry
 from chatgate.engines.endpoint import Timeouts
 from chatgate.engines.profiles import ProfileTimeouts, load_profiles
 from chatgate.engines.registry import DEFAULT_ALIAS
+from chatgate.lifespan import build_registry
 from chatgate.settings import Settings
 from tests.helpers import Gateway
 
