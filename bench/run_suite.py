@@ -123,7 +123,7 @@ def start_litellm(upstream: str, logs: Path, tmp: Path) -> str | None:
 
 def start_engine(logs: Path) -> str | None:
     try:
-        from chatgate.engines.embedded import (
+        from chatgate.engines.runtime.embedded import (
             LlamaServerOptions,
             llama_server_command,
             locate_llama_server,

@@ -14,10 +14,10 @@ from chatgate.app import create_app
 from chatgate.chat.answers import OrphanSweeper
 from chatgate.chat.generations import GenerationManager
 from chatgate.db import migrate
-from chatgate.engines.client import EngineClient
-from chatgate.engines.manager import EngineManager
-from chatgate.engines.monitor import EngineMonitor
-from chatgate.engines.pool import EnginePools
+from chatgate.engines.admission.pool import EnginePools
+from chatgate.engines.runtime.manager import EngineManager
+from chatgate.engines.upstream.client import EngineClient
+from chatgate.engines.upstream.monitor import EngineMonitor
 from chatgate.finetune.reconcile import Reconciler
 from chatgate.finetune.supervisor import FinetuneSupervisor
 from chatgate.limits.store import LimitStore

@@ -16,11 +16,11 @@ from chatgate.chat.router import router as chat_router
 from chatgate.conversations.router import router as conversations_router
 from chatgate.datasets.router import router as datasets_router
 from chatgate.db.health import install_database_handlers
-from chatgate.engines.leader import LeaderLease
-from chatgate.engines.profiles import ProfileError, load_profiles
-from chatgate.engines.registry import ModelRegistry
+from chatgate.engines.catalog.profiles import ProfileError, load_profiles
+from chatgate.engines.catalog.registry import ModelRegistry
 from chatgate.engines.router import router as models_router
-from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.engines.runtime.leader import LeaderLease
+from chatgate.engines.runtime.supervisor import EngineSupervisor
 from chatgate.errors import install_error_handlers
 from chatgate.feedback.router import router as feedback_router
 from chatgate.finetune.deploy_router import router as deploy_router
@@ -101,7 +101,7 @@ def create_app(
     ``drain_on_sigterm``: run by uvicorn as the real server, whose SIGTERM then drains
     first (``shutdown.SigtermDrain``); never for apps driven through ASGI transports.
     ``run_engines``: this process may run the fleet's local engine when it holds the
-    leader ``lease`` (``engines/coordinator.py``; the CLI's, else one of its own), and
+    leader ``lease`` (``engines/runtime/coordinator.py``; the CLI's, else one of its own), and
     follows the leader otherwise; apps built without it never start engines themselves."""
     settings = load_secret(settings or Settings())
     check_startup_safety(settings)

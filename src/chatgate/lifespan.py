@@ -36,17 +36,17 @@ from chatgate.chat.generations import GenerationManager
 from chatgate.chat.redis_bus import shared_generations
 from chatgate.db.health import DatabaseHealth
 from chatgate.db.session import make_engine, make_sessionmaker
-from chatgate.engines import persist
-from chatgate.engines.client import EngineClient
-from chatgate.engines.coordinator import start_coordinator
-from chatgate.engines.endpoint import Endpoint, Timeouts
-from chatgate.engines.failover import Upstreams
-from chatgate.engines.health import discover_upstream_model
-from chatgate.engines.manager import EngineManager
-from chatgate.engines.monitor import EngineMonitor
-from chatgate.engines.pool import EnginePools
-from chatgate.engines.profiles import ModelProfile
-from chatgate.engines.registry import ModelEntry, ModelRegistry, normalise_base_url
+from chatgate.engines.admission.pool import EnginePools
+from chatgate.engines.catalog import persist
+from chatgate.engines.catalog.profiles import ModelProfile
+from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry, normalise_base_url
+from chatgate.engines.runtime.coordinator import start_coordinator
+from chatgate.engines.runtime.manager import EngineManager
+from chatgate.engines.upstream.client import EngineClient
+from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
+from chatgate.engines.upstream.failover import Upstreams
+from chatgate.engines.upstream.health import discover_upstream_model
+from chatgate.engines.upstream.monitor import EngineMonitor
 from chatgate.errors import APIError
 from chatgate.finetune.deployments import Deployer
 from chatgate.finetune.desired import DbDesired
@@ -291,7 +291,7 @@ def _start_limits(
 def _start_pools(
     stack: AsyncExitStack, settings: Settings, registry: ModelRegistry, metrics: Metrics
 ) -> EnginePools | None:
-    """Fair admission per engine (engines/admission.py); None: engines queue themselves."""
+    """Fair admission per engine (engines/admission/queue.py); None: engines queue themselves."""
     if not settings.engine_fair_queue:
         return None
     pools = EnginePools(

@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     switch_drain_seconds: float = 60.0
     switch_ready_seconds: float = 900.0
     # Several gateway processes: the one holding this lease (Redis, else a file lock) runs
-    # the local engine and switches; a dead leader is replaced within it (engines/leader.py).
+    # the local engine and switches; a dead leader is replaced within it
+    # (engines/runtime/leader.py).
     engine_leader_lease_seconds: float = Field(default=10.0, ge=1.0)
 
     # --- limits (role defaults; admins override per role, user and key)

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from chatgate.engines.client import EngineError
+from chatgate.engines.upstream.client import EngineError
 
 log = logging.getLogger("chatgate.shutdown")
 

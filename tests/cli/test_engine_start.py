@@ -13,9 +13,9 @@ import pytest
 from chatgate.cli import engine_start
 from chatgate.db import migrate
 from chatgate.db.session import make_engine, make_sessionmaker
-from chatgate.engines import persist
-from chatgate.engines.leader import FileLeaseBackend
-from chatgate.engines.profiles import ModelProfile, load_profiles
+from chatgate.engines.catalog import persist
+from chatgate.engines.catalog.profiles import ModelProfile, load_profiles
+from chatgate.engines.runtime.leader import FileLeaseBackend
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 
 

@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from tests.e2e.harness import Served, serve_env
 from tests.helpers import free_port, missing
 

@@ -26,14 +26,14 @@ from sqlalchemy import select
 
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
-from chatgate.engines.embedded import (
+from chatgate.engines.runtime.embedded import (
     EngineSetupError,
     LlamaServerOptions,
     llama_server_command,
     locate_llama_server,
     locate_smollm2_gguf,
 )
-from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.upstream.endpoint import Endpoint
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import Gateway, free_port, missing, parse_sse, start_gateway

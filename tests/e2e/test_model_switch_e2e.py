@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatgate.engines.embedded import locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import locate_smollm2_gguf
 from tests.e2e.harness import ENGINE_NAME, Served, serve_env
 from tests.e2e.switching import admin_headers, chat_text, switch_and_wait
 from tests.helpers import free_port

@@ -15,7 +15,11 @@ import pytest
 import pytest_asyncio
 
 from chatgate.db import migrate
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from tests.conftest import gateway_settings
 from tests.e2e.test_failover import MODEL, Engine
 from tests.fakes.upstream import FakeUpstream

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from chatgate.engines.launch import model_has_chat_template
-from chatgate.engines.profiles import load_profiles
+from chatgate.engines.catalog.profiles import load_profiles
+from chatgate.engines.runtime.launch import model_has_chat_template
 from tests.e2e.harness import ENGINE_NAME, Served, serve_env
 from tests.e2e.switching import admin_headers, chat_text, switch_and_wait
 from tests.e2e.vllm_support import smollm2_hf_dir, vllm_python

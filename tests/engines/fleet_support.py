@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from chatgate.db import migrate
 from chatgate.db.session import make_engine, make_sessionmaker
-from chatgate.engines import persist
+from chatgate.engines.catalog import persist
 from chatgate.settings import Settings
 from tests.conftest import create_pg_database, drop_pg_database, gateway_settings
 from tests.engines.fleet_engine import install_shim, write_profiles

@@ -29,8 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
-from chatgate.engines.client import engine_request_id
-from chatgate.engines.health import PROBE_HEADER
+from chatgate.engines.upstream.client import engine_request_id
+from chatgate.engines.upstream.health import PROBE_HEADER
 
 _DIRECTIVE = re.compile(r"\[\[([^\]]*)\]\]")
 DEFAULT_WORDS = ["Paris", " is", " the", " capital", " of", " France", "."]

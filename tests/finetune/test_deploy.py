@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from chatgate.db.session import make_engine, make_sessionmaker
-from chatgate.engines.embedded import EngineSetupError
-from chatgate.engines.launch import plan_launch
-from chatgate.engines.profiles import load_profiles
-from chatgate.engines.registry import BASE_ONLY, AdapterRoute, ModelEntry
+from chatgate.engines.catalog.profiles import load_profiles
+from chatgate.engines.catalog.registry import BASE_ONLY, AdapterRoute, ModelEntry
+from chatgate.engines.runtime.embedded import EngineSetupError
+from chatgate.engines.runtime.launch import plan_launch
 from chatgate.errors import APIError
 from chatgate.finetune import deploy, desired
 from chatgate.finetune.deploy import Deployment, VersionRef

@@ -14,10 +14,10 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.manager import EngineManager
-from chatgate.engines.profiles import load_profiles
-from chatgate.engines.registry import AdapterRoute, ModelEntry, ModelRegistry
+from chatgate.engines.catalog.profiles import load_profiles
+from chatgate.engines.catalog.registry import AdapterRoute, ModelEntry, ModelRegistry
+from chatgate.engines.runtime.manager import EngineManager
+from chatgate.engines.upstream.endpoint import Endpoint
 from chatgate.finetune import deploy
 from chatgate.finetune.reconcile import Reconciler
 from chatgate.finetune.split import SplitTable

@@ -16,7 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from chatgate.finetune import command
 from chatgate.settings import Settings
 from tests.conftest import _migrated_url, gateway_settings

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 from bench.mlops_cycle import FACT, CycleConfig, run_cycle
 
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from tests.finetune.test_finetune_e2e import train_python
 
 __all__ = ["train_python"]  # the fixture: skipped (failed in CI) without .venv-train

@@ -1,6 +1,6 @@
 """The reconciler's decisions (finetune/reconcile.py): desired versions against a host's
 applied list → downloads, restarts, failures recorded, entries registered; a follower's
-entries from its leader's published state (engines/mirror.py); the desired state in the
+entries from its leader's published state (engines/runtime/mirror.py); the desired state in the
 database (finetune/desired.py). Engines, the registry tool and the database source are
 stand-ins here; test_deploy_fleet_e2e.py runs the real ones."""
 
@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import cast
 
 from chatgate.db.session import make_engine, make_sessionmaker
-from chatgate.engines import mirror
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.manager import EngineManager
-from chatgate.engines.profiles import ModelProfile, load_profiles
-from chatgate.engines.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
-from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.engines.catalog.profiles import ModelProfile, load_profiles
+from chatgate.engines.catalog.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
+from chatgate.engines.runtime import mirror
+from chatgate.engines.runtime.manager import EngineManager
+from chatgate.engines.runtime.supervisor import EngineSupervisor
+from chatgate.engines.upstream.endpoint import Endpoint
 from chatgate.errors import APIError
 from chatgate.finetune import deploy, desired
 from chatgate.finetune.deploy import Deployment, VersionRef

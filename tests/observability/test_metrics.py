@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatgate.db import migrate
-from chatgate.engines.monitor import EngineMonitor
+from chatgate.engines.upstream.monitor import EngineMonitor
 from chatgate.observability.metrics import Metrics
 from chatgate.observability.router import record_gpus
 from tests.conftest import gateway_settings

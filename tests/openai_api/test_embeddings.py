@@ -22,7 +22,11 @@ from sqlalchemy import select
 from chatgate.auth.passwords import hash_password
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog, User
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from chatgate.keys import service as keys
 from chatgate.limits import admin
 from chatgate.openai_api.embeddings_request import MAX_INPUTS

@@ -2,7 +2,7 @@
 the gateway, on the fake engine with ``embedding_only`` (404 to every generation, as a
 pooling vLLM answers): the monitor proves it by an embedding, ``/v1/embeddings`` reaches
 it, and every generating route refuses its model with a 400 naming ``model`` before any
-engine is asked. The real vLLM counterpart is tests/engines/test_vllm_embeddings_e2e.py."""
+engine is asked. The real vLLM counterpart is tests/engines/runtime/test_vllm_embeddings_e2e.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
-from chatgate.engines.endpoint import Endpoint
+from chatgate.engines.upstream.endpoint import Endpoint
 from tests.conftest import gateway_settings
 from tests.fakes.upstream import FakeUpstream, embedding_of
 from tests.helpers import Account, Gateway, start_gateway

@@ -17,7 +17,11 @@ import httpx
 import jsonschema
 import pytest
 
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from tests.e2e.harness import ENGINE_NAME, Served, serve_env
 from tests.helpers import free_port, missing, parse_sse
 

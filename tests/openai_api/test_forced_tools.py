@@ -1,4 +1,4 @@
-"""A forced tool call on llama.cpp engines (engines/forced_tools): the gateway sends the
+"""A forced tool call on llama.cpp engines (engines/upstream/forced_tools): the gateway sends the
 engine a JSON schema of the call instead of the ``tool_choice`` llama-server cannot read,
 and turns the JSON it answers into OpenAI's ``tool_calls``, for every dialect; an answer
 that was cut or is not a call stays text. The fake engine here is named like the
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from chatgate.engines.forced_tools import ToolCallAdapter, enforce, engine_kind, parse_call
-from chatgate.engines.profiles import load_profiles
-from chatgate.engines.registry import ModelEntry
+from chatgate.engines.catalog.profiles import load_profiles
+from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.upstream.forced_tools import ToolCallAdapter, enforce, engine_kind, parse_call
 from chatgate.errors import APIError
 from tests.conftest import _migrated_url as migrated_url
 from tests.conftest import gateway_settings

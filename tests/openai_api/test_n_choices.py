@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from chatgate.db.models import RequestLog
-from chatgate.engines.stream import StreamStats
+from chatgate.engines.upstream.stream import StreamStats
 from chatgate.openai_api.aggregate import Aggregate
 from tests.fakes.upstream import DEFAULT_WORDS
 from tests.helpers import Account, Gateway, parse_sse

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from chatgate.db import migrate
 from chatgate.db.models import RequestLog
-from chatgate.engines.health import check_endpoint
+from chatgate.engines.upstream.health import check_endpoint
 from tests.conftest import Pair, gateway_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import Gateway, free_port, parse_sse, start_gateway, text_of

@@ -1052,11 +1052,11 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
     from types import SimpleNamespace
 
     from chatgate.auth.identity import Identity
-    from chatgate.engines.client import EngineError
-    from chatgate.engines.endpoint import Endpoint
-    from chatgate.engines.failover import EngineCall
-    from chatgate.engines.pool import Ticket
-    from chatgate.engines.registry import ModelEntry, ModelRegistry
+    from chatgate.engines.admission.pool import Ticket
+    from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
+    from chatgate.engines.upstream.client import EngineError
+    from chatgate.engines.upstream.endpoint import Endpoint
+    from chatgate.engines.upstream.failover import EngineCall
     from chatgate.openai_api.service import RelayCall
 
     class Engines:
@@ -1100,7 +1100,7 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
 
 def _upstream(call: Any, response: _StubResponse) -> Any:
     """An already-primed upstream (what open_upstream hands to relay_stream)."""
-    from chatgate.engines.failover import Upstream
+    from chatgate.engines.upstream.failover import Upstream
 
     endpoint = call.model.endpoints[0]
     rest = call.state.engines.line_batches(response)
@@ -1117,7 +1117,7 @@ def _content(word: str, finish: str | None = None) -> bytes:
 
 @pytest.mark.parametrize("leave_after", [0, 1, 2])
 async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_after: int) -> None:
-    from chatgate.engines.stream import StreamStats
+    from chatgate.engines.upstream.stream import StreamStats
     from chatgate.openai_api.service import relay_stream
 
     call, usage = _relay_call([_content("a"), _content("b")], fail=True)
@@ -1141,7 +1141,7 @@ async def test_relay_stream_leaves_one_row_wherever_the_client_leaves(leave_afte
 
 
 async def test_relay_stream_error_event_comes_after_the_row() -> None:
-    from chatgate.engines.stream import StreamStats
+    from chatgate.engines.upstream.stream import StreamStats
     from chatgate.openai_api.service import FinalChunk, relay_stream
 
     call, usage = _relay_call([_content("a")], fail=True)
@@ -1163,7 +1163,7 @@ async def test_relay_stream_error_event_comes_after_the_row() -> None:
 
 
 async def test_relay_stream_success_releases_the_connection() -> None:
-    from chatgate.engines.stream import StreamStats
+    from chatgate.engines.upstream.stream import StreamStats
     from chatgate.openai_api.service import FinalChunk, relay_stream
 
     call, usage = _relay_call(
@@ -1181,8 +1181,8 @@ async def test_relay_stream_success_releases_the_connection() -> None:
 
 
 async def test_a_client_leaving_while_an_error_row_commits_leaves_one_row() -> None:
-    from chatgate.engines.client import EngineError
-    from chatgate.engines.failover import Upstreams
+    from chatgate.engines.upstream.client import EngineError
+    from chatgate.engines.upstream.failover import Upstreams
     from chatgate.errors import APIError
     from chatgate.openai_api.service import complete
 

@@ -16,7 +16,11 @@ from openai.types.responses import (
     ResponseInputParam,
 )
 
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, locate_smollm2_gguf
+from chatgate.engines.runtime.embedded import (
+    EngineSetupError,
+    locate_llama_server,
+    locate_smollm2_gguf,
+)
 from tests.e2e.harness import ENGINE_NAME, Served, serve_env
 from tests.helpers import free_port, missing
 
@@ -104,7 +108,7 @@ async def test_responses_with_the_embedded_engine(served: Served) -> None:
 
 async def tool_round_trip(client: AsyncOpenAI) -> Response:
     """Tools through the real engine. A required call is enforced by a grammar
-    (``engines.forced_tools``), but SmolLM2 writes one in ~37 tokens and 16 cut it, so it
+    (``engines.upstream.forced_tools``), but SmolLM2 writes one in ~37 tokens and 16 cut it, so it
     comes back as text: the first leg checks the shape only (tests/clients checks a whole
     forced call). The second sends a call and its output as input items: the engine's
     template must take the translated tool turn."""

@@ -18,9 +18,9 @@ from chatgate.admin.schemas import (
 )
 from chatgate.api_route import GatewayRoute
 from chatgate.deps import AdminUser, StateDep
-from chatgate.engines import persist
-from chatgate.engines.compat import CompatReport, detected_hardware, parse_size
-from chatgate.engines.profiles import ProfileError, find_profile
+from chatgate.engines.catalog import persist
+from chatgate.engines.catalog.compat import CompatReport, detected_hardware, parse_size
+from chatgate.engines.catalog.profiles import ProfileError, find_profile
 from chatgate.errors import APIError
 from chatgate.hardware.gpus import gpu_status
 from chatgate.openapi_responses import ADMIN, errors
@@ -51,7 +51,8 @@ async def switch_status(_admin: AdminUser, state: StateDep) -> SwitchState:
 
 @router.post("/api/admin/models/{model_id}/switch", status_code=202, responses=errors(404, 409))
 async def switch(model_id: str, _admin: AdminUser, state: StateDep) -> SwitchOut:
-    # Any gateway of a fleet: the leader runs it, every gateway drains (engines/coordinator.py).
+    # Any gateway of a fleet: the leader runs it, every gateway drains
+    # (engines/runtime/coordinator.py).
     status = await state.manager.request_switch(model_id)
     return SwitchOut.model_validate(status.public())
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from chatgate.engines.compat import CompatReport
+from chatgate.engines.catalog.compat import CompatReport
 
 
 class GpuOut(BaseModel):

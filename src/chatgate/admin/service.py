@@ -13,11 +13,16 @@ from chatgate.admin.schemas import (
     ModelState,
     PoolOut,
 )
-from chatgate.engines.compat import CompatReport, HardwareSpec, check_profile, detected_hardware
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.manager import EngineManager
-from chatgate.engines.profiles import ModelProfile
-from chatgate.engines.registry import ModelEntry
+from chatgate.engines.catalog.compat import (
+    CompatReport,
+    HardwareSpec,
+    check_profile,
+    detected_hardware,
+)
+from chatgate.engines.catalog.profiles import ModelProfile
+from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.runtime.manager import EngineManager
+from chatgate.engines.upstream.endpoint import Endpoint
 from chatgate.state import AppState
 
 _STATES: dict[str, ModelState] = {

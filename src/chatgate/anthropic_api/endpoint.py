@@ -21,8 +21,8 @@ from chatgate.anthropic_api.stream import MessageTranslator, encode, error_event
 from chatgate.anthropic_api.tokens import count_tokens
 from chatgate.auth.identity import Identity
 from chatgate.deps import identify
-from chatgate.engines.client import EngineError
-from chatgate.engines.failover import Upstream
+from chatgate.engines.upstream.client import EngineError
+from chatgate.engines.upstream.failover import Upstream
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
 from chatgate.openai_api import asgi, service

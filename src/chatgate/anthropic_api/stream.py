@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from chatgate.anthropic_api.translate import error_body, stop_reason
-from chatgate.engines.stream import StreamStats
+from chatgate.engines.upstream.stream import StreamStats
 from chatgate.errors import APIError
 
 Event = tuple[str, dict[str, Any]]

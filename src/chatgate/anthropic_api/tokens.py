@@ -1,7 +1,7 @@
 """``/v1/messages/count_tokens``: the engine's own tokenizer when it has one.
 
 An estimate would drift from what the engine later bills (the usage rows use the
-engine's counts), so the prompt is counted where it will run (``engines.tokenize``:
+engine's counts), so the prompt is counted where it will run (``engines.upstream.tokenize``:
 vLLM's ``POST /tokenize`` takes chat messages directly; llama.cpp's llama-server renders
 them with ``POST /apply-template`` and counts the text with ``POST /tokenize``). An
 engine with neither (or none reachable) gets the gateway's estimate, and the answer says
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatgate.engines.client import EngineClient
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.stream import estimate_prompt_tokens
-from chatgate.engines.tokenize import count_messages, within_limit
+from chatgate.engines.upstream.client import EngineClient
+from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.stream import estimate_prompt_tokens
+from chatgate.engines.upstream.tokenize import count_messages, within_limit
 
 
 async def count_tokens(

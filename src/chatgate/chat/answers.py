@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chatgate.db.health import DatabaseHealth, is_outage
 from chatgate.db.models import Conversation, Message, utcnow
-from chatgate.engines.stream import estimate_text_tokens
+from chatgate.engines.upstream.stream import estimate_text_tokens
 from chatgate.usage.record import UsageRecord
 from chatgate.usage.rows import insert_rows
 

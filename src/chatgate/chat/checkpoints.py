@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from chatgate.chat.answers import Checkpoint
-from chatgate.engines.stream import StreamStats
+from chatgate.engines.upstream.stream import StreamStats
 from chatgate.usage.outbox import Outbox
 
 log = logging.getLogger("chatgate.chat")

@@ -17,11 +17,11 @@ from chatgate.chat import titles
 from chatgate.chat.answers import FinalAnswer, record_key
 from chatgate.chat.checkpoints import Checkpoints
 from chatgate.chat.service import ChatJob
-from chatgate.engines.client import EngineError, parse_data_line
-from chatgate.engines.failover import EngineCall, Upstream
-from chatgate.engines.pool import Ticket
-from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
-from chatgate.engines.tokenize import fill_counts
+from chatgate.engines.admission.pool import Ticket
+from chatgate.engines.upstream.client import EngineError, parse_data_line
+from chatgate.engines.upstream.failover import EngineCall, Upstream
+from chatgate.engines.upstream.stream import StreamStats, estimate_prompt_tokens
+from chatgate.engines.upstream.tokenize import fill_counts
 from chatgate.errors import APIError, error_body
 from chatgate.shutdown import SHUTTING_DOWN, ServerShuttingDown
 from chatgate.state import AppState

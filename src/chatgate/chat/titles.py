@@ -11,9 +11,9 @@ from sqlalchemy import update
 
 from chatgate.db.health import is_outage
 from chatgate.db.models import Conversation
-from chatgate.engines.client import EngineError
-from chatgate.engines.failover import EngineCall
-from chatgate.engines.pool import Ticket
+from chatgate.engines.admission.pool import Ticket
+from chatgate.engines.upstream.client import EngineError
+from chatgate.engines.upstream.failover import EngineCall
 from chatgate.errors import APIError
 
 if TYPE_CHECKING:

@@ -11,13 +11,13 @@ from typing import Annotated
 
 import typer
 
-from chatgate.engines.embedded import (
+from chatgate.engines.runtime.embedded import (
     EngineSetupError,
     locate_llama_server,
     locate_smollm2_gguf,
     read_build_info,
 )
-from chatgate.engines.trial import run_trial
+from chatgate.engines.runtime.trial import run_trial
 from chatgate.hardware.cpu import read_cpu
 from chatgate.settings import Settings
 

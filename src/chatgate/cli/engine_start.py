@@ -1,5 +1,5 @@
 """The engine ``chatgate serve`` starts: the active profile (after a switch), else the
-embedded SmolLM2 on llama.cpp. One process of a fleet runs it (``engines/leader.py``)."""
+embedded SmolLM2 on llama.cpp. One process of a fleet runs it (``engines/runtime/leader.py``)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from redis.asyncio import Redis
 
 from chatgate.app import create_app
 from chatgate.db.session import make_engine, make_sessionmaker
-from chatgate.engines import persist
-from chatgate.engines.fleet_store import store_for
-from chatgate.engines.launch import LaunchError, supervisor_for
-from chatgate.engines.leader import LeaderLease, lease_for
-from chatgate.engines.profiles import ModelProfile, ProfileError, load_profiles
-from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.engines.catalog import persist
+from chatgate.engines.catalog.profiles import ModelProfile, ProfileError, load_profiles
+from chatgate.engines.runtime.fleet_store import store_for
+from chatgate.engines.runtime.launch import LaunchError, supervisor_for
+from chatgate.engines.runtime.leader import LeaderLease, lease_for
+from chatgate.engines.runtime.supervisor import EngineSupervisor
 from chatgate.observability.logging import configure_from_settings
 from chatgate.settings import DEFAULT_MODEL_ID, Settings
 

@@ -22,8 +22,8 @@ from chatgate.cli.limits import limits_app
 from chatgate.cli.models import models_app
 from chatgate.cli.server_limits import uvicorn_limits
 from chatgate.cli.usage import usage_app
-from chatgate.engines.leader import LeaderLease, lease_for
-from chatgate.engines.supervisor import EngineSupervisor
+from chatgate.engines.runtime.leader import LeaderLease, lease_for
+from chatgate.engines.runtime.supervisor import EngineSupervisor
 from chatgate.observability.logging import configure_from_settings
 from chatgate.settings import Settings
 from chatgate.shutdown import ShutdownBudget
@@ -112,7 +112,7 @@ def _run_uvicorn(
     common.update(uvicorn_limits(settings))  # header size and time caps, keep-alive
     if settings.workers > 1:
         # Workers rebuild their settings from the environment; one of them takes the
-        # leader lease and runs the engine, the others follow it (engines/coordinator.py).
+        # leader lease and runs the engine, the others follow it (engines/runtime/coordinator.py).
         os.environ["CHATGATE_ENGINES"] = ",".join(settings.engines)
         os.environ["CHATGATE_JWT_SECRET"] = (
             settings.jwt_secret.get_secret_value() if (settings.jwt_secret) else ""

@@ -14,9 +14,14 @@ import typer
 
 from chatgate.cli.hardware import table_lines
 from chatgate.cli.probe import base_url
-from chatgate.engines import compat
-from chatgate.engines.compat import CompatReport, HardwareSpec
-from chatgate.engines.profiles import ModelProfile, ProfileError, find_profile, load_profiles
+from chatgate.engines.catalog import compat
+from chatgate.engines.catalog.compat import CompatReport, HardwareSpec
+from chatgate.engines.catalog.profiles import (
+    ModelProfile,
+    ProfileError,
+    find_profile,
+    load_profiles,
+)
 from chatgate.hardware.memory import system_memory_bytes
 from chatgate.hardware.sizes import gib
 from chatgate.settings import Settings

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatgate.engines.manager import EngineManager
+from chatgate.engines.runtime.manager import EngineManager
 from chatgate.errors import APIError
 from chatgate.finetune import desired, split
 from chatgate.finetune.deploy import Deployment, VersionRef, parse_spec

@@ -6,7 +6,7 @@ written by whichever gateway an admin asked. Each process runs one ``Reconciler`
 and, per base model, acts by its role there (``role_of``):
 
 - ``apply``: this process runs the base's engine (standalone, or the host's engine leader,
-  ``engines/leader.py``). Versions missing from the host's applied list are downloaded
+  ``engines/runtime/leader.py``). Versions missing from the host's applied list are downloaded
   (``rollout.resolve``) and loaded: llama.cpp restarts with drain, vLLM loads at runtime;
   versions no longer wanted are removed the same way. A version that cannot be loaded is
   left out, the engine restored, and the reason written on its desired row (the gateway
@@ -15,7 +15,7 @@ and, per base model, acts by its role there (``role_of``):
   are loaded on it by every such gateway; a llama.cpp one cannot be restarted by chatgate,
   so only the versions it was started with (the applied list) are served.
 - ``follow``: the host's leader runs the engine; its published fleet state carries the
-  version entries (``engines/mirror.py``), nothing to do here.
+  version entries (``engines/runtime/mirror.py``), nothing to do here.
 - ``busy`` (a switch is running) or ``absent`` (the base is not served here): nothing is
   applied; entries of versions of an absent base are removed.
 
@@ -36,7 +36,7 @@ from typing import Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from chatgate.engines.manager import EngineManager
+from chatgate.engines.runtime.manager import EngineManager
 from chatgate.errors import APIError
 from chatgate.finetune import deploy, rollout
 from chatgate.finetune.deploy import Deployment

@@ -23,15 +23,15 @@ from typing import Any
 
 import aiohttp
 
-from chatgate.engines.endpoint import Endpoint
-from chatgate.engines.launch import supervisor_for
-from chatgate.engines.manager import (
+from chatgate.engines.runtime.launch import supervisor_for
+from chatgate.engines.runtime.manager import (
     DRAIN_POLL_S,
     DRAIN_SETTLE_S,
     FLEET_SETTLE_S,
     STOP_TIMEOUT_S,
     EngineManager,
 )
+from chatgate.engines.upstream.endpoint import Endpoint
 from chatgate.errors import APIError
 from chatgate.finetune import command, deploy
 from chatgate.finetune.deploy import Deployment

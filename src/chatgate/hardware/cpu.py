@@ -11,8 +11,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatgate.engines.embedded import EngineSetupError, locate_llama_server, read_build_info
-from chatgate.engines.liveness import CPU_CRASH_HINT, crash_signal
+from chatgate.engines.runtime.embedded import EngineSetupError, locate_llama_server, read_build_info
+from chatgate.engines.runtime.liveness import CPU_CRASH_HINT, crash_signal
 
 CPUINFO = Path("/proc/cpuinfo")
 # The features llama.cpp's x86 variants are told apart by (ggml cpu-feats-x86.cpp).

@@ -13,7 +13,7 @@ LIMIT_FIELDS = (
     "tokens_per_day",
     "tokens_per_month",
 )
-# Not limits but a share: how a busy engine's slots are handed out (engines/admission.py).
+# Not limits but a share: how a busy engine's slots are handed out (engines/admission/queue.py).
 SCHEDULING_FIELDS = ("queue_weight", "queue_priority")
 POLICY_FIELDS = LIMIT_FIELDS + SCHEDULING_FIELDS
 QueuePriority = Literal["interactive", "api", "batch"]

@@ -10,9 +10,9 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 from starlette.types import Scope, Send
 
-from chatgate.engines.client import DONE_LINE, EngineError, parse_data_line
-from chatgate.engines.failover import Upstream
-from chatgate.engines.stream import StreamStats
+from chatgate.engines.upstream.client import DONE_LINE, EngineError, parse_data_line
+from chatgate.engines.upstream.failover import Upstream
+from chatgate.engines.upstream.stream import StreamStats
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
 from chatgate.openai_api import service

@@ -9,7 +9,7 @@ engine connection (llama.cpp then drops the queued inputs).
 
 Only models whose profile declares ``embeddings:`` are routed here (``ModelRegistry.
 resolve_embeddings``); the embedded SmolLM2 serves them from the same llama-server that
-chats (``engines/embedded.py`` says why one process). A model may also be embedding-only
+chats (``engines/runtime/embedded.py`` says why one process). A model may also be embedding-only
 (``task: embed``, e.g. vLLM started as a pooling model): it is routed here like any other
 and refused by every generating route. Tokens come from the engine's ``usage``; completion
 tokens are 0.
@@ -23,12 +23,12 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
-from chatgate.engines.client import EngineError
-from chatgate.engines.failover import EngineCall
-from chatgate.engines.pool import Ticket
-from chatgate.engines.registry import ModelEntry
-from chatgate.engines.stream import StreamStats
-from chatgate.engines.tokenize import count_text, within_limit
+from chatgate.engines.admission.pool import Ticket
+from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.upstream.client import EngineError
+from chatgate.engines.upstream.failover import EngineCall
+from chatgate.engines.upstream.stream import StreamStats
+from chatgate.engines.upstream.tokenize import count_text, within_limit
 from chatgate.errors import APIError
 from chatgate.middleware import send_json
 from chatgate.openai_api import asgi, service

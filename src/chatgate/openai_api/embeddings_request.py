@@ -17,8 +17,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from chatgate.engines.client import EngineError
-from chatgate.engines.profiles import EmbeddingsSpec
+from chatgate.engines.catalog.profiles import EmbeddingsSpec
+from chatgate.engines.upstream.client import EngineError
 from chatgate.errors import APIError
 from chatgate.sampling import is_integer
 

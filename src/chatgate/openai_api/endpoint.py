@@ -15,8 +15,8 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
-from chatgate.engines.client import EngineError
-from chatgate.engines.stream import StreamStats
+from chatgate.engines.upstream.client import EngineError
+from chatgate.engines.upstream.stream import StreamStats
 from chatgate.errors import APIError
 from chatgate.middleware import USAGE_LOGGED, send_json
 from chatgate.openai_api import asgi, service

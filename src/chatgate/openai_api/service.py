@@ -18,14 +18,14 @@ import orjson
 
 from chatgate.auth.identity import Identity
 from chatgate.chat.service import default_max_tokens
-from chatgate.engines.client import DONE_LINE, EngineError, clean_message, parse_data_line
-from chatgate.engines.failover import ChunkAdapter, EngineCall, Upstream
-from chatgate.engines.forced_tools import enforce, engine_kind
-from chatgate.engines.pool import Ticket
-from chatgate.engines.registry import ModelEntry
-from chatgate.engines.routing import v1_affinity_key
-from chatgate.engines.stream import StreamStats, estimate_prompt_tokens
-from chatgate.engines.tokenize import fill_counts
+from chatgate.engines.admission.pool import Ticket
+from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.upstream.client import DONE_LINE, EngineError, clean_message, parse_data_line
+from chatgate.engines.upstream.failover import ChunkAdapter, EngineCall, Upstream
+from chatgate.engines.upstream.forced_tools import enforce, engine_kind
+from chatgate.engines.upstream.routing import v1_affinity_key
+from chatgate.engines.upstream.stream import StreamStats, estimate_prompt_tokens
+from chatgate.engines.upstream.tokenize import fill_counts
 from chatgate.errors import APIError, error_body
 from chatgate.limits.service import Admission
 from chatgate.openai_api.aggregate import Aggregate, answer_texts
@@ -122,7 +122,7 @@ def _forced_tools(
     state: AppState, model: ModelEntry, route: str, payload: dict[str, Any]
 ) -> ChunkAdapter | None:
     """A forced tool call the engine cannot make itself is enforced by the gateway, here,
-    for every dialect (all plan their engine request here): engines/forced_tools."""
+    for every dialect (all plan their engine request here): engines/upstream/forced_tools."""
     if route != "v1.chat":
         return None
     return enforce(payload, engine_kind(model, state.manager.profiles))

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from chatgate.engines.stream import StreamStats
+from chatgate.engines.upstream.stream import StreamStats
 from chatgate.errors import APIError
 
 Event = dict[str, Any]

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # a leaf module at run time: metrics import it
     from chatgate.auth.identity import Identity
-    from chatgate.engines.failover import EngineCall
-    from chatgate.engines.stream import StreamStats
+    from chatgate.engines.upstream.failover import EngineCall
+    from chatgate.engines.upstream.stream import StreamStats
 
 
 @dataclass
