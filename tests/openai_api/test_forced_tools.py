@@ -143,6 +143,17 @@ def test_anything_else_stays_text(pieces: list[str], finish: str) -> None:
     assert end["choices"][0]["finish_reason"] == finish
 
 
+def test_a_whole_call_cut_by_the_limit_in_trailing_whitespace_is_the_call() -> None:
+    adapter = ToolCallAdapter(frozenset({"get_weather"}))
+    pieces = [*CALL, "\n\n", " " * 20]  # the grammar's trailing space, up to the limit
+    out = adapter.adapt([line({"content": piece}) for piece in pieces] + [line({}, "length")])
+    call, end = chunks(out)
+    assert call["choices"][0]["delta"]["tool_calls"][0]["function"] == {
+        "name": "get_weather", "arguments": '{"city":"Paris"}'
+    }  # fmt: skip
+    assert end["choices"][0]["finish_reason"] == "tool_calls"
+
+
 def test_an_engines_own_call_passes_and_a_stream_without_finish_keeps_its_text() -> None:
     adapter = ToolCallAdapter(frozenset({"get_weather"}))
     native = line({"tool_calls": [{"index": 0, "id": "x"}]})

@@ -24,9 +24,12 @@ for every template:
   /v1/messages and /v1/responses all see ``tool_calls``): the content is held back and
   one ``delta.tool_calls`` chunk (index 0, id, name, arguments) comes before the finish
   chunk, whose ``finish_reason`` becomes "tool_calls"; usage is left as it is.
-- An answer the length limit cut (finish_reason "length"), or one that is not a call,
-  stays what it was, text with the engine's finish_reason: what OpenAI answers then;
-  no call is invented.
+- An answer the length limit cut (finish_reason "length") in the middle of the call, or
+  one that is not a call, stays what it was, text with the engine's finish_reason: what
+  OpenAI answers then; no call is invented. A cut answer whose text is already a whole
+  call is that call: a sampled engine may run on in the grammar's trailing whitespace
+  after the closing brace until the limit (seen on /v1/responses with SmolLM2 at
+  temperature 1: a complete call, then whitespace to ``max_output_tokens``).
 
 vLLM takes a named ``tool_choice`` natively (guided decoding), and so do OpenAI-compatible
 servers: their requests are untouched, as are those of an attached engine whose kind is
@@ -187,7 +190,7 @@ class ToolCallAdapter:
         if not reason or index in self.native:
             return []
         text = "".join(self.held.pop(index, []))
-        call = parse_call(text, self.names) if reason != "length" else None
+        call = parse_call(text, self.names)  # a whole call, even if the limit came after
         if call is None:
             return [_data(self._like(index, {"content": text}))] if text else []
         choice["finish_reason"] = "tool_calls"
