@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import pickle
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,6 +62,12 @@ class Served:
 @pytest_asyncio.fixture(scope="module")
 async def served() -> AsyncIterator[Served]:
     settings = Settings(max_header_bytes=HEAD_CAP, header_timeout_seconds=HEAD_TIMEOUT)
+    async with serve(settings) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Served]:
     app = Recorder()
     port = free_port()
     config = uvicorn.Config(
@@ -163,3 +170,20 @@ def test_limits_travel_to_worker_processes() -> None:
 @pytest.mark.parametrize("value", [None, 100])
 def test_the_concurrency_limit_can_be_lifted(value: int | None) -> None:
     assert uvicorn_limits(Settings(max_concurrency=value))["limit_concurrency"] == value
+
+
+async def test_past_the_concurrency_limit_the_answer_is_a_json_503_with_retry_after() -> None:
+    """uvicorn's own answer is plain text without Retry-After; ours is the error shape."""
+    settings = Settings(max_concurrency=2, header_timeout_seconds=60)
+    async with serve(settings) as running:
+        _, idle = await running.raw()  # one connection held open, silent
+        async with httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+            response = await client.get("/over")
+        idle.close()
+        await idle.wait_closed()
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/json"
+    error = json.loads(response.content)["error"]
+    assert error["code"] == "overloaded" and error["type"] == "service_unavailable"
+    assert "/over" not in running.app.paths

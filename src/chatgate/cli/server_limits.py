@@ -14,6 +14,11 @@ on the hot path. So the httptools protocol is kept and given both limits here:
 
 Bodies are not timed here (the body cap is the middleware's): nginx's
 ``client_body_timeout`` covers slow uploads in the shipped deployment.
+
+Past ``max_concurrency`` connections or requests at once, uvicorn answers every new
+request itself with a plain-text 503 ("Service Unavailable") that SDKs cannot read and
+that says nothing of when to come back. Here that answer is the one error shape (code
+``overloaded``) with a ``Retry-After``, so clients back off and retry as for any 503.
 """
 
 from __future__ import annotations
@@ -23,9 +28,34 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import orjson
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from chatgate.errors import error_body
 from chatgate.settings import Settings
+
+OVERLOADED_RETRY_SECONDS = 1
+_OVERLOADED_BODY = orjson.dumps(
+    error_body(
+        "service_unavailable",
+        "The server is at its limit of connections at once; retry shortly",
+        "overloaded",
+    )
+)
+
+
+async def overloaded(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """uvicorn's answer past ``limit_concurrency``, in the one error shape."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_OVERLOADED_BODY)).encode()),
+        (b"retry-after", str(OVERLOADED_RETRY_SECONDS).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _OVERLOADED_BODY, "more_body": False})
 
 
 class _HeadTooLarge(Exception):
@@ -86,6 +116,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._stop_timer()
         super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if app is service_unavailable:  # past limit_concurrency (see the module's docstring)
+            app = overloaded
+        super()._start_asgi_task(cycle, app)
 
     def send_400_response(self, msg: str) -> None:
         # A head found too large while parsing surfaces as a parser error: answer 431.
