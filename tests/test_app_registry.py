@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from chatgate.engines.catalog.profiles import ProfileTimeouts, load_profiles
-from chatgate.engines.catalog.registry import DEFAULT_ALIAS
 from chatgate.engines.upstream.endpoint import Timeouts
+from chatgate.engines.upstream.registry import DEFAULT_ALIAS
 from chatgate.lifespan import build_registry
 from chatgate.settings import Settings
 from tests.helpers import Gateway

@@ -17,10 +17,10 @@ from chatgate.conversations.router import router as conversations_router
 from chatgate.datasets.router import router as datasets_router
 from chatgate.db.health import install_database_handlers
 from chatgate.engines.catalog.profiles import ProfileError, load_profiles
-from chatgate.engines.catalog.registry import ModelRegistry
 from chatgate.engines.router import router as models_router
 from chatgate.engines.runtime.leader import LeaderLease
 from chatgate.engines.runtime.supervisor import EngineSupervisor
+from chatgate.engines.upstream.registry import ModelRegistry
 from chatgate.errors import install_error_handlers
 from chatgate.feedback.router import router as feedback_router
 from chatgate.finetune.deploy_router import router as deploy_router

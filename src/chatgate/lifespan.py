@@ -39,7 +39,6 @@ from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines.admission.pool import EnginePools
 from chatgate.engines.catalog import persist
 from chatgate.engines.catalog.profiles import ModelProfile
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry, normalise_base_url
 from chatgate.engines.runtime.coordinator import start_coordinator
 from chatgate.engines.runtime.manager import EngineManager
 from chatgate.engines.upstream.client import EngineClient
@@ -47,6 +46,7 @@ from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
 from chatgate.engines.upstream.failover import Upstreams
 from chatgate.engines.upstream.health import discover_upstream_model
 from chatgate.engines.upstream.monitor import EngineMonitor
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry, normalise_base_url
 from chatgate.errors import APIError
 from chatgate.finetune.deployments import Deployer
 from chatgate.finetune.desired import DbDesired

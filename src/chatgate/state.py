@@ -11,10 +11,10 @@ from chatgate.auth.cache import IdentityCache
 from chatgate.auth.tokens import TokenCodec
 from chatgate.chat.generations import GenerationManager
 from chatgate.db.health import DatabaseHealth
-from chatgate.engines.catalog.registry import ModelRegistry
 from chatgate.engines.runtime.manager import EngineManager
 from chatgate.engines.upstream.client import EngineClient
 from chatgate.engines.upstream.failover import Upstreams
+from chatgate.engines.upstream.registry import ModelRegistry
 from chatgate.finetune.split import SplitTable
 from chatgate.fleet import FleetEvents
 from chatgate.limits.service import RateLimiter

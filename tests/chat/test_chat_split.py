@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from chatgate.db.models import Message, RequestLog
-from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.finetune.split import Split
 from tests.helpers import Gateway
 

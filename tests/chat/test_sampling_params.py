@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatgate.chat.schemas import SamplingParams
 from chatgate.chat.service import sampling_params
-from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.settings import Settings
 
 

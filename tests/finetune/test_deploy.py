@@ -13,9 +13,9 @@ import pytest
 
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines.catalog.profiles import load_profiles
-from chatgate.engines.catalog.registry import BASE_ONLY, AdapterRoute, ModelEntry
 from chatgate.engines.runtime.embedded import EngineSetupError
 from chatgate.engines.runtime.launch import plan_launch
+from chatgate.engines.upstream.registry import BASE_ONLY, AdapterRoute, ModelEntry
 from chatgate.errors import APIError
 from chatgate.finetune import deploy, desired
 from chatgate.finetune.deploy import Deployment, VersionRef

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.finetune import split
 from chatgate.finetune.split import Split, SplitTable

@@ -15,9 +15,9 @@ import pytest_asyncio
 from aiohttp import web
 
 from chatgate.engines.catalog.profiles import load_profiles
-from chatgate.engines.catalog.registry import AdapterRoute, ModelEntry, ModelRegistry
 from chatgate.engines.runtime.manager import EngineManager
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import AdapterRoute, ModelEntry, ModelRegistry
 from chatgate.finetune import deploy
 from chatgate.finetune.reconcile import Reconciler
 from chatgate.finetune.split import SplitTable

@@ -11,11 +11,11 @@ from typing import cast
 
 from chatgate.db.session import make_engine, make_sessionmaker
 from chatgate.engines.catalog.profiles import ModelProfile, load_profiles
-from chatgate.engines.catalog.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
 from chatgate.engines.runtime import mirror
 from chatgate.engines.runtime.manager import EngineManager
 from chatgate.engines.runtime.supervisor import EngineSupervisor
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.finetune import deploy, desired
 from chatgate.finetune.deploy import Deployment, VersionRef

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from chatgate.engines.catalog.profiles import load_profiles
-from chatgate.engines.catalog.registry import ModelEntry
-from chatgate.engines.upstream.forced_tools import ToolCallAdapter, enforce, engine_kind, parse_call
+from chatgate.engines.catalog.profiles import engine_kind, load_profiles
+from chatgate.engines.upstream.forced_tools import ToolCallAdapter, enforce, parse_call
 from chatgate.errors import APIError
 from tests.conftest import _migrated_url as migrated_url
 from tests.conftest import gateway_settings
@@ -93,8 +92,8 @@ def test_a_choice_without_its_tool_is_a_400(payload: dict[str, Any]) -> None:
 
 def test_the_kind_comes_from_the_profile() -> None:
     profiles = load_profiles(None)
-    assert engine_kind(ModelEntry(MODEL, MODEL, []), profiles) == "llamacpp"
-    assert engine_kind(ModelEntry("fake-model", "f", []), profiles) is None
+    assert engine_kind(MODEL, profiles) == "llamacpp"
+    assert engine_kind("fake-model", profiles) is None
 
 
 # -- the engine's answer ---------------------------------------------------------------

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from chatgate.auth.identity import Identity
 from chatgate.db.models import RequestLog
 from chatgate.engines.admission.pool import Ticket
-from chatgate.engines.catalog.registry import ModelEntry
 from chatgate.engines.upstream.client import clean_message
 from chatgate.engines.upstream.failover import EngineCall
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.engines.upstream.stream import StreamStats
 from chatgate.errors import APIError
 from chatgate.openai_api.request_schemas import CHAT_REQUEST

@@ -1053,10 +1053,10 @@ def _relay_call(lines: list[bytes], fail: bool) -> tuple[Any, _StubUsage]:
 
     from chatgate.auth.identity import Identity
     from chatgate.engines.admission.pool import Ticket
-    from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
     from chatgate.engines.upstream.client import EngineError
     from chatgate.engines.upstream.endpoint import Endpoint
     from chatgate.engines.upstream.failover import EngineCall
+    from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
     from chatgate.openai_api.service import RelayCall
 
     class Engines:

@@ -20,9 +20,9 @@ from chatgate.engines.catalog.compat import (
     detected_hardware,
 )
 from chatgate.engines.catalog.profiles import ModelProfile
-from chatgate.engines.catalog.registry import ModelEntry
 from chatgate.engines.runtime.manager import EngineManager
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.state import AppState
 
 _STATES: dict[str, ModelState] = {

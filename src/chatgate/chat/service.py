@@ -17,7 +17,7 @@ from chatgate.chat.generations import Generation
 from chatgate.chat.schemas import ChatRequest, SamplingParams
 from chatgate.conversations import service as conversations
 from chatgate.db.models import Conversation, Message, utcnow
-from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.errors import APIError
 from chatgate.limits.caps import check_prompt_caps
 from chatgate.limits.service import Admission

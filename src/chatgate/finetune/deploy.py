@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from chatgate.engines.catalog.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
+from chatgate.engines.upstream.registry import BASE_ONLY, AdapterRoute, ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.settings import Settings
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.finetune import deploy
 

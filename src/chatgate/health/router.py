@@ -18,8 +18,8 @@ from sqlalchemy import text
 from chatgate import __version__
 from chatgate.api_route import GatewayRoute
 from chatgate.deps import StateDep, identify, is_loopback
-from chatgate.engines.catalog.registry import failure_sentence
 from chatgate.engines.upstream.health import check_endpoint
+from chatgate.engines.upstream.registry import failure_sentence
 from chatgate.errors import APIError
 from chatgate.openapi_responses import PUBLIC
 from chatgate.shutdown import Drain

@@ -24,9 +24,9 @@ from starlette.types import Receive, Scope, Send
 
 from chatgate.deps import identify
 from chatgate.engines.admission.pool import Ticket
-from chatgate.engines.catalog.registry import ModelEntry
 from chatgate.engines.upstream.client import EngineError
 from chatgate.engines.upstream.failover import EngineCall
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.engines.upstream.stream import StreamStats
 from chatgate.engines.upstream.tokenize import count_text, within_limit
 from chatgate.errors import APIError

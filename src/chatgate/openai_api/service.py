@@ -19,10 +19,11 @@ import orjson
 from chatgate.auth.identity import Identity
 from chatgate.chat.service import default_max_tokens
 from chatgate.engines.admission.pool import Ticket
-from chatgate.engines.catalog.registry import ModelEntry
+from chatgate.engines.catalog.profiles import engine_kind
 from chatgate.engines.upstream.client import DONE_LINE, EngineError, clean_message, parse_data_line
 from chatgate.engines.upstream.failover import ChunkAdapter, EngineCall, Upstream
-from chatgate.engines.upstream.forced_tools import enforce, engine_kind
+from chatgate.engines.upstream.forced_tools import enforce
+from chatgate.engines.upstream.registry import ModelEntry
 from chatgate.engines.upstream.routing import v1_affinity_key
 from chatgate.engines.upstream.stream import StreamStats, estimate_prompt_tokens
 from chatgate.engines.upstream.tokenize import fill_counts
@@ -125,7 +126,7 @@ def _forced_tools(
     for every dialect (all plan their engine request here): engines/upstream/forced_tools."""
     if route != "v1.chat":
         return None
-    return enforce(payload, engine_kind(model, state.manager.profiles))
+    return enforce(payload, engine_kind(model.profile_id or model.id, state.manager.profiles))
 
 
 def _choices(body: dict[str, Any], model: ModelEntry) -> int:

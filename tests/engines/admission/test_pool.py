@@ -10,10 +10,10 @@ import pytest
 import pytest_asyncio
 
 from chatgate.engines.admission.pool import EnginePools, Ticket
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.client import EngineClient
 from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
 from chatgate.engines.upstream.failover import EngineCall, Upstreams
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 from tests.fakes.upstream import FakeUpstream

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from chatgate.engines.admission.pool import EnginePools, Ticket
 from chatgate.engines.admission.queue import Grant, QueueTimeout
 from chatgate.engines.admission.shared import SharedLedger
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 

@@ -20,13 +20,14 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from chatgate.engines.catalog.profiles import EmbeddingsSpec, ModelProfile, load_profiles
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.runtime.launch import liveness_for, plan_launch
-from chatgate.engines.runtime.liveness import EngineProbe, Liveness, Task, result_error
+from chatgate.engines.runtime.liveness import EngineProbe, Liveness
 from chatgate.engines.runtime.supervisor import EngineSupervisor
 from chatgate.engines.upstream.client import EngineClient
-from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
+from chatgate.engines.upstream.endpoint import Endpoint, Task, Timeouts
+from chatgate.engines.upstream.health import result_error
 from chatgate.engines.upstream.monitor import EngineMonitor
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 from chatgate.settings import Settings

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from chatgate.engines.catalog.profiles import ModelProfile
-from chatgate.engines.catalog.registry import ModelRegistry
 from chatgate.engines.runtime.manager import EngineManager, entry_for_profile
 from chatgate.engines.runtime.supervisor import EngineSupervisor
+from chatgate.engines.upstream.registry import ModelRegistry
 from chatgate.errors import APIError
 from chatgate.settings import Settings
 

@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 
 from chatgate.engines.admission.pool import EnginePools, Ticket
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.client import EngineClient
 from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
 from chatgate.engines.upstream.failover import EngineCall, Upstream, Upstreams
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.observability.metrics import Metrics
 from chatgate.shutdown import Drain, ServerShuttingDown, ShutdownBudget
 from tests.fakes.upstream import FakeUpstream

@@ -12,7 +12,6 @@ import pytest
 import pytest_asyncio
 
 from chatgate.engines.admission.pool import Ticket
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.client import EngineClient, EngineError
 from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
 from chatgate.engines.upstream.failover import (
@@ -22,6 +21,7 @@ from chatgate.engines.upstream.failover import (
     Upstreams,
     starts_answer,
 )
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 from tests.fakes.upstream import FakeUpstream

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.client import EngineClient
 from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
 from chatgate.engines.upstream.health import check_endpoint
 from chatgate.engines.upstream.monitor import EngineMonitor
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.observability.metrics import Metrics
 from tests.fakes.upstream import FakeUpstream
 from tests.helpers import free_port

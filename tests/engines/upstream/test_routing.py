@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.routing import (
     AFFINITY_SLACK,
     AffinityMap,

@@ -31,8 +31,8 @@ from chatgate.engines.admission.queue import (
     QueueTimeout,
 )
 from chatgate.engines.admission.shared import SharedLedger
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 

@@ -1,2 +1,2 @@
-"""What can be served: model profiles (the YAML under ``engines/profiles/``), hardware fit, the
-registry of models and endpoints, and the settings that outlive a restart."""
+"""What can be served: model profiles (the YAML under ``engines/profiles/``), their fit on
+the hardware, and the model settings that outlive a restart."""

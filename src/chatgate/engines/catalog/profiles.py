@@ -19,8 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chatgate.engines.runtime.liveness import Task
-from chatgate.engines.upstream.endpoint import Timeouts
+from chatgate.engines.upstream.endpoint import Task, Timeouts
 
 EngineKind = Literal["vllm", "llamacpp", "openai"]
 Dtype = Literal["float16", "bfloat16", "float32"]
@@ -349,3 +348,11 @@ def find_profile(profiles: dict[str, ModelProfile], name: str) -> ModelProfile:
         return by_repo[0]
     known = ", ".join(sorted(profiles)) or "none"
     raise ProfileError(f"unknown model profile {name!r}; known profiles: {known}")
+
+
+def engine_kind(profile_id: str, profiles: dict[str, ModelProfile]) -> str | None:
+    """The engine kind ("llamacpp", "vllm", "openai") of the model whose profile id (a
+    registry entry's ``profile_id``, else its id) is given: the embedded engine and managed
+    engines have a profile, attached engines when named like one; None: unknown."""
+    profile = profiles.get(profile_id)
+    return profile.engine if profile is not None else None

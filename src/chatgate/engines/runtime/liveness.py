@@ -23,12 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-# What a model's engine does: generate text (chat, completions; perhaps embeddings too),
-# or only embed (a pooling model: /v1/embeddings, and no generation at all).
-Task = Literal["generate", "embed"]
-PROBE_PROMPT = "Hello"
+from chatgate.engines.upstream.endpoint import Task
+from chatgate.engines.upstream.health import PROBE_PROMPT, result_error
+
 # Signals that mean the engine's native code crashed (rather than being killed by someone).
 CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE,
                            signal.SIGABRT})  # fmt: skip
@@ -85,23 +84,6 @@ class EngineProbe:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return f"{what} failed: {type(exc).__name__}: {exc}"
         return result_error(self.task, data)
-
-
-def result_error(task: Task, data: object) -> str | None:
-    """Why an engine's answer to the probe is not a real result (None: it is one): a
-    generation needs a choice, an embedding a non-empty vector of numbers."""
-    if task == "generate":
-        if not isinstance(data, dict) or not data.get("choices"):
-            return "a 1-token generation returned no choices"
-        return None
-    items = data.get("data") if isinstance(data, dict) else None
-    first = items[0] if isinstance(items, list) and items else None
-    vector = first.get("embedding") if isinstance(first, dict) else None
-    if not isinstance(vector, list) or not vector:
-        return "a 1-input embedding returned no vector"
-    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
-        return "a 1-input embedding returned a vector that is not numbers"
-    return None
 
 
 @dataclass(frozen=True)

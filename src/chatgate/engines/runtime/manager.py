@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatgate.engines.catalog.profiles import ModelProfile, ProfileError, find_profile
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.runtime.embedded import EngineSetupError
 from chatgate.engines.runtime.launch import LaunchError, plan_launch, profile_slots, supervisor_for
 from chatgate.engines.runtime.supervisor import EngineSupervisor, SupervisorStatus
 from chatgate.engines.runtime.switch import SwitchStatus
 from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.settings import Settings
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from chatgate.engines.catalog.registry import BASE_ONLY, AdapterRoute, ModelEntry
 from chatgate.engines.runtime.fleet_store import Doc
 from chatgate.engines.runtime.launch import profile_slots
 from chatgate.engines.runtime.manager import EngineManager, entry_for_profile
 from chatgate.engines.runtime.switch import SwitchStatus
 from chatgate.engines.upstream.endpoint import Endpoint, Timeouts
+from chatgate.engines.upstream.registry import BASE_ONLY, AdapterRoute, ModelEntry
 from chatgate.finetune import deploy
 from chatgate.settings import Settings
 

@@ -6,10 +6,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from chatgate.engines.runtime.liveness import Task
 from chatgate.engines.upstream.breaker import CircuitBreaker
 from chatgate.engines.upstream.scrape import EngineMetrics, ScrapeState
 from chatgate.settings import Settings
+
+# What a model's engine does: generate text (chat, completions; perhaps embeddings too),
+# or only embed (a pooling model: /v1/embeddings, and no generation at all).
+Task = Literal["generate", "embed"]
 
 
 @dataclass(frozen=True)

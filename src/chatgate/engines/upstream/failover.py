@@ -22,9 +22,9 @@ import aiohttp
 
 from chatgate.engines.admission.pool import EnginePools, Ticket
 from chatgate.engines.admission.queue import Grant
-from chatgate.engines.catalog.registry import ModelEntry, ModelRegistry
 from chatgate.engines.upstream.client import DONE_LINE, EngineClient, EngineError, parse_data_line
 from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.registry import ModelEntry, ModelRegistry
 from chatgate.errors import APIError
 from chatgate.observability.metrics import Metrics
 from chatgate.shutdown import Drain, Flight, ServerShuttingDown

@@ -44,18 +44,8 @@ from typing import Any
 
 import orjson
 
-from chatgate.engines.catalog.profiles import ModelProfile
-from chatgate.engines.catalog.registry import ModelEntry
 from chatgate.engines.upstream.client import DONE_LINE, parse_data_line
 from chatgate.errors import APIError
-
-
-def engine_kind(model: ModelEntry, profiles: dict[str, ModelProfile]) -> str | None:
-    """The model's engine kind ("llamacpp", "vllm", "openai"), from its profile: the
-    embedded engine and managed engines have one, attached engines when named like one;
-    None: unknown."""
-    profile = profiles.get(model.profile_id or model.id)
-    return profile.engine if profile is not None else None
 
 
 def forced_functions(payload: dict[str, Any]) -> list[dict[str, Any]] | None:

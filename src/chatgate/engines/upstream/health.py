@@ -11,9 +11,8 @@ import logging
 
 import aiohttp
 
-from chatgate.engines.runtime.liveness import PROBE_PROMPT, result_error
 from chatgate.engines.upstream.client import EngineClient
-from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.endpoint import Endpoint, Task
 
 log = logging.getLogger("chatgate.engines")
 
@@ -21,6 +20,24 @@ CHECK_TIMEOUT = 3.0
 GENERATION_TIMEOUT = 60.0  # one token; a busy engine answers once a slot frees
 PROBE_HEADER = "X-Chatgate-Probe"  # marks the 1-token probe in engine logs
 _NO_SUCH_ROUTE = (404, 405)
+PROBE_PROMPT = "Hello"  # what a probe asks for one token of
+
+
+def result_error(task: Task, data: object) -> str | None:
+    """Why an engine's answer to the probe is not a real result (None: it is one): a
+    generation needs a choice, an embedding a non-empty vector of numbers."""
+    if task == "generate":
+        if not isinstance(data, dict) or not data.get("choices"):
+            return "a 1-token generation returned no choices"
+        return None
+    items = data.get("data") if isinstance(data, dict) else None
+    first = items[0] if isinstance(items, list) and items else None
+    vector = first.get("embedding") if isinstance(first, dict) else None
+    if not isinstance(vector, list) or not vector:
+        return "a 1-input embedding returned no vector"
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
+        return "a 1-input embedding returned a vector that is not numbers"
+    return None
 
 
 async def check_endpoint(client: EngineClient, endpoint: Endpoint) -> bool:

@@ -12,11 +12,11 @@ import json
 import logging
 from pathlib import Path
 
-from chatgate.engines.catalog.registry import ModelRegistry
 from chatgate.engines.runtime.process import state_file_for
 from chatgate.engines.upstream.client import EngineClient
 from chatgate.engines.upstream.endpoint import Endpoint
 from chatgate.engines.upstream.health import check_endpoint, learn_capacity, probe_generation
+from chatgate.engines.upstream.registry import ModelRegistry
 from chatgate.engines.upstream.scrape import scrape_metrics
 from chatgate.observability.metrics import Metrics
 

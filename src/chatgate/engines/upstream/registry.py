@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatgate.engines.catalog.profiles import EmbeddingsSpec
-from chatgate.engines.runtime.liveness import Task
 from chatgate.engines.upstream.breaker import CircuitPolicy
-from chatgate.engines.upstream.endpoint import Endpoint
+from chatgate.engines.upstream.endpoint import Endpoint, Task
 from chatgate.engines.upstream.routing import AffinityMap, choose
 from chatgate.errors import APIError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.engines.catalog.registry import (
+from chatgate.engines.upstream.registry import (
     Endpoint,
     ModelEntry,
     ModelRegistry,
