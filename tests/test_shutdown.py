@@ -13,7 +13,7 @@ from typing import cast
 import aiohttp
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from chatgate.middleware import DrainGuard
 from chatgate.shutdown import (
@@ -286,3 +286,29 @@ async def test_new_requests_are_refused_while_draining() -> None:
     assert refused.json()["error"]["code"] == SHUTTING_DOWN
     assert refused.headers["retry-after"] == "5"
     assert refused.headers["connection"] == "close"
+
+
+async def test_a_refusal_reads_the_request_body_before_closing_the_connection() -> None:
+    """Answering with Connection: close while the body is still unread makes the kernel
+    reset the connection, and the client may lose the 503 (seen as a read error)."""
+    drain = drain_of()
+    drain.begin()
+    chunks = [b'{"model": ', b'"m"}', b""]
+    received: list[bytes] = []
+
+    async def receive() -> Message:
+        chunk = chunks.pop(0)
+        received.append(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            assert not chunks, "answered before the body was read"
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    await DrainGuard(_app, drain)(scope, receive, send)
+    assert received == [b'{"model": ', b'"m"}', b""]
+    assert sent[0]["status"] == 503

@@ -211,6 +211,7 @@ class DrainGuard:
             and scope["type"] == "http"
             and scope["path"] not in self.ALWAYS_SERVED
         ):
+            await _read_body(receive)
             body = error_body("service_unavailable", SHUTTING_DOWN_REFUSAL, SHUTTING_DOWN)
             headers = [
                 (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
@@ -223,6 +224,17 @@ class DrainGuard:
                 await self.app(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> None:
+    """Take in what the client still sends before an answer that closes the connection: a
+    socket closed with unread data is reset (RST), and a client whose request body was
+    still on its way then loses the answer too (a read error instead of the 503). Bounded
+    by the body cap of ``GatewayMiddleware``, which wraps this."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def send_json(
