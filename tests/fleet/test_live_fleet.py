@@ -20,6 +20,7 @@ invalidation can explain a refusal within 1 s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -329,6 +330,16 @@ class Load:
                 conversation = stream.first("conversation")["conversation_id"]
 
 
+async def _back_in_rotation(live: Live, replica: Served) -> bool:
+    """nginx sends requests to ``replica`` again. A connection it refused while it
+    restarted keeps it out for ``fail_timeout`` and then until one request to it succeeds;
+    taking the next replica down before that can leave nginx with no live upstream at all
+    (seen once in CI: 250 instant 502s). An orchestrator waits for its load balancer's
+    health check the same way before it stops the next instance."""
+    response = await live.client.get("/health/ready")
+    return response.status_code == 200 and upstream_of(response) == f"127.0.0.1:{replica.port}"
+
+
 @pytest.mark.timeout(240)
 async def test_rolling_restart_under_load(fleet_up: Live) -> None:
     live = fleet_up
@@ -340,6 +351,8 @@ async def test_rolling_restart_under_load(fleet_up: Live) -> None:
             code = await asyncio.to_thread(cluster.terminate, replica, GRACE_SECONDS + 20)
             assert code == 0, replica.log[-1].read_text()[-3000:]
             await asyncio.to_thread(replica.start)
+            back = functools.partial(_back_in_rotation, live, replica)
+            await poll(back, timeout=30)
         settled = len(load.results) + LOAD_STREAMS
         await poll(lambda: _at_least(load.results, settled), timeout=60)
     finally:
