@@ -28,34 +28,26 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import orjson
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from chatgate.errors import error_body
+from chatgate.middleware import send_json
 from chatgate.settings import Settings
 
 OVERLOADED_RETRY_SECONDS = 1
-_OVERLOADED_BODY = orjson.dumps(
-    error_body(
-        "service_unavailable",
-        "The server is at its limit of connections at once; retry shortly",
-        "overloaded",
-    )
+_OVERLOADED = error_body(
+    "service_unavailable",
+    "The server is at its limit of connections at once; retry shortly",
+    "overloaded",
 )
 
 
 async def overloaded(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """uvicorn's answer past ``limit_concurrency``, in the one error shape."""
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(_OVERLOADED_BODY)).encode()),
-        (b"retry-after", str(OVERLOADED_RETRY_SECONDS).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": _OVERLOADED_BODY, "more_body": False})
+    headers = [(b"retry-after", str(OVERLOADED_RETRY_SECONDS).encode()), (b"connection", b"close")]
+    await send_json(send, 503, _OVERLOADED, headers)  # type: ignore[arg-type]
 
 
 class _HeadTooLarge(Exception):
